@@ -1,0 +1,201 @@
+"""The run report: per population, per zone and for the whole grid; as a table or as JSON.
+
+Cost is what the provisioned GPUs cost while the run lasts (busy or idle), per hour and per million
+generated tokens. Carbon is the GPUs' energy — idle power plus the busy share of the rest — times
+the region's grid intensity, per million generated tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from grid.stats import GroupSummary, RunStats
+
+if TYPE_CHECKING:
+    from grid.sim.simulator import Simulation
+
+
+@dataclass
+class Report:
+    meta: dict[str, Any]
+    grid: GroupSummary
+    populations: list[GroupSummary]
+    zones: list[GroupSummary]
+    totals: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "meta": self.meta,
+            "grid": self.grid.to_dict() | {k: _json(v) for k, v in self.totals.items()},
+            "populations": [p.to_dict() for p in self.populations],
+            "zones": [z.to_dict() for z in self.zones],
+        }
+
+
+def _json(value: float) -> float | None:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _group(stats: RunStats, name: str, pops: list[int], zones: list[int]) -> GroupSummary:
+    completed = int(stats.completed[np.ix_(pops, zones)].sum())
+    rejected = int(stats.rejected[np.ix_(pops, zones)].sum())
+    failed = int(stats.failed[np.ix_(pops, zones)].sum())
+    ended = completed + rejected + failed
+    good = int(stats.good[np.ix_(pops, zones)].sum())
+    return GroupSummary(
+        name=name,
+        completed=completed,
+        rejected=rejected,
+        failed=failed,
+        slo_attainment=good / ended if ended else math.nan,
+        ttft_s=stats.quantiles("ttft_s", pops, zones),
+        tpot_s=stats.quantiles("tpot_s", pops, zones),
+        e2e_s=stats.quantiles("e2e_s", pops, zones),
+    )
+
+
+def build_report(sim: Simulation) -> Report:
+    stats, world, scenario = sim.stats, sim.world, sim.scenario
+    n_pop, n_zone = stats.n_populations, stats.n_zones
+    all_pops, all_zones = list(range(n_pop)), list(range(n_zone))
+    all_zones_unrouted = list(range(n_zone + 1))  # rejections before routing have zone index n_zone
+    duration_s = sim.duration_s
+    duration_h = duration_s / 3600.0
+
+    populations = []
+    for p, pop_id in enumerate(world.population_ids):
+        row = _group(stats, pop_id, [p], all_zones)
+        row.arrivals = stats.arrivals[p]
+        row.rejected = int(stats.rejected[p].sum())
+        row.failed = int(stats.failed[p].sum())
+        ended = row.completed + row.rejected + row.failed
+        row.slo_attainment = int(stats.good[p].sum()) / ended if ended else math.nan
+        home = [z for z in all_zones if world.zone_region[z] == world.home_region[p]]
+        away = [z for z in all_zones if z not in home]
+        row.extra["cross_region_share"] = (
+            float(stats.completed[p, away].sum()) / row.completed if row.completed else math.nan
+        )
+        row.extra["home_region"] = world.region_ids[int(world.home_region[p])]
+        populations.append(row)
+
+    zones = []
+    total_cost_usd_per_h = 0.0
+    total_carbon_g = 0.0
+    for z, zone_id in enumerate(world.zone_ids):
+        spec = scenario.zones[zone_id]
+        region = scenario.regions[spec.region]
+        profile = scenario.gpus[spec.gpu]
+        zone = sim.zones[z]
+        row = _group(stats, zone_id, all_pops, [z])
+        row.arrivals = row.completed + row.rejected + row.failed
+        replica_s = spec.replicas * duration_s
+        utilization = zone.work_s / replica_s if replica_s else math.nan
+        gpus = world.gpus[z]
+        cost_usd_per_h = gpus * region.price_usd_per_gpu_hour
+        busy = utilization if not math.isnan(utilization) else 0.0
+        energy_kwh = gpus * (profile.power_idle_w + (profile.power_max_w - profile.power_idle_w) * busy)
+        energy_kwh *= duration_h / 1000.0
+        carbon_g = energy_kwh * region.carbon_g_per_kwh
+        total_cost_usd_per_h += cost_usd_per_h
+        total_carbon_g += carbon_g
+        row.extra.update(
+            region=spec.region,
+            replicas=spec.replicas,
+            utilization=utilization,
+            mean_queue=zone.area_queued / duration_s if duration_s else math.nan,
+            mean_in_system=zone.area_in_system / duration_s if duration_s else math.nan,
+            capacity_rps=float(world.capacity_rps[z]),
+            cost_usd_per_hour=cost_usd_per_h,
+            carbon_g=carbon_g,
+        )
+        zones.append(row)
+
+    grid_row = _group(stats, "grid", all_pops, all_zones)
+    grid_row.arrivals = int(sum(stats.arrivals))
+    grid_row.rejected = int(stats.rejected[:, all_zones_unrouted].sum())
+    grid_row.failed = int(stats.failed[:, all_zones_unrouted].sum())
+    ended = grid_row.completed + grid_row.rejected + grid_row.failed
+    grid_row.slo_attainment = int(stats.good.sum()) / ended if ended else math.nan
+    output_tokens = float(stats.output_tokens.sum())
+    cross = sum((p.extra["cross_region_share"] or 0.0) * p.completed for p in populations if p.completed)
+    totals = {
+        "in_flight": sim.in_flight,
+        "throughput_rps": grid_row.completed / duration_s if duration_s else math.nan,
+        "output_tokens_per_s": output_tokens / duration_s if duration_s else math.nan,
+        "cross_region_share": cross / grid_row.completed if grid_row.completed else math.nan,
+        "utilization": float(
+            sum(z.extra["utilization"] * z.extra["replicas"] for z in zones if z.extra["replicas"])
+            / max(1, sum(z.extra["replicas"] for z in zones))
+        ),
+        "offered_load": (grid_row.arrivals / duration_s) / world.total_capacity_rps
+        if duration_s and world.total_capacity_rps
+        else math.nan,
+        "cost_usd_per_hour": total_cost_usd_per_h,
+        "usd_per_1m_output_tokens": total_cost_usd_per_h * duration_h / (output_tokens / 1e6)
+        if output_tokens
+        else math.nan,
+        "carbon_g_per_1m_output_tokens": total_carbon_g / (output_tokens / 1e6) if output_tokens else math.nan,
+    }
+    meta = {
+        "scenario": scenario.name,
+        "policy": getattr(sim.policy, "name", type(sim.policy).__name__),
+        "seed": sim.seed,
+        "duration_s": duration_s,
+        "rate_scale": sim.rate_scale,
+        "report_interval_s": scenario.routing.report_interval_s,
+        "slo": {"ttft_s": scenario.slo.ttft_s, "tpot_s": scenario.slo.tpot_s, "e2e_s": scenario.slo.e2e_s},
+    }
+    return Report(meta=meta, grid=grid_row, populations=populations, zones=zones, totals=totals)
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * 1000:.0f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * 100:.1f}%"
+
+
+def format_table(report: Report) -> str:
+    """A readable report: one table per population, one per zone, then grid totals."""
+    meta, totals = report.meta, report.totals
+    lines = [
+        f"scenario {meta['scenario']} · policy {meta['policy']} · seed {meta['seed']} · "
+        f"{meta['duration_s']:.0f} s simulated · SLO TTFT ≤ {meta['slo']['ttft_s']} s, TPOT ≤ {meta['slo']['tpot_s']} s",
+        "",
+    ]
+    head = (
+        f"{'':<16}{'requests':>9}{'done':>9}{'rej':>6}{'fail':>6}{'SLO':>7}"
+        f"{'TTFT p50':>10}{'p90':>7}{'p99':>7}{'TPOT p50':>10}{'p99':>6}{'E2E p50':>9}{'p99':>7}"
+    )
+
+    def row(g: GroupSummary, tail: str) -> str:
+        return (
+            f"{g.name[:15]:<16}{g.arrivals:>9}{g.completed:>9}{g.rejected:>6}{g.failed:>6}{_pct(g.slo_attainment):>7}"
+            f"{_ms(g.ttft_s.get('p50')):>10}{_ms(g.ttft_s.get('p90')):>7}{_ms(g.ttft_s.get('p99')):>7}"
+            f"{_ms(g.tpot_s.get('p50')):>10}{_ms(g.tpot_s.get('p99')):>6}"
+            f"{_ms(g.e2e_s.get('p50')):>9}{_ms(g.e2e_s.get('p99')):>7}{tail}"
+        )
+
+    lines += ["populations (client side, ms)" + " " * 80 + "cross-region", head + f"{'share':>8}"]
+    lines += [row(p, f"{_pct(p.extra['cross_region_share']):>8}") for p in report.populations]
+    lines += ["", "zones (client side, ms)", head + f"{'util':>7}{'queue':>7}"]
+    lines += [row(z, f"{_pct(z.extra['utilization']):>7}{z.extra['mean_queue']:>7.1f}") for z in report.zones]
+    lines += ["", row(report.grid, ""), ""]
+    lines.append(
+        f"throughput {totals['throughput_rps']:.1f} req/s, {totals['output_tokens_per_s']:.0f} output tok/s · "
+        f"offered load {_pct(totals['offered_load'])} of capacity · GPU utilization {_pct(totals['utilization'])} · "
+        f"cross-region {_pct(totals['cross_region_share'])} · in flight at end {totals['in_flight']}"
+    )
+    lines.append(
+        f"cost ${totals['cost_usd_per_hour']:.2f}/h, ${totals['usd_per_1m_output_tokens']:.3f} per 1M output tokens · "
+        f"carbon {totals['carbon_g_per_1m_output_tokens']:.0f} gCO2 per 1M output tokens"
+    )
+    return "\n".join(lines)

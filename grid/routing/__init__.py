@@ -1,0 +1,1 @@
+"""Routing: the GridView a router sees, the Policy interface, and the policies."""

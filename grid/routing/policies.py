@@ -1,0 +1,145 @@
+"""Baseline routing policies and `latency_aware`. Each is one idea in a few lines.
+
+All pick among `view.candidates[population]` (zones up and reachable, nearest first); load is
+per replica so big and small zones compare fairly. Ties go to the nearer zone.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+
+from grid.routing.policy import Policy
+from grid.routing.view import GridView
+from grid.serving.request import Request
+
+
+class Nearest(Policy):
+    """Lowest RTT from the request's population (anycast / GeoDNS); zones of one region share an
+    RTT, so ties are spread at random, as DNS spreads clients over a region's availability zones."""
+
+    name = "nearest"
+
+    def choose(self, request: Request, view: GridView) -> int:
+        candidates = view.candidates[request.population]
+        rtt = view.rtt_s[request.population]
+        best = rtt[candidates[0]]
+        ties = 1
+        while ties < len(candidates) and rtt[candidates[ties]] == best:
+            ties += 1
+        return candidates[int(self.rng.random() * ties)] if ties > 1 else candidates[0]
+
+
+class RoundRobin(Policy):
+    """Each reachable zone in turn, ignoring distance and load (a classic L4 balancer)."""
+
+    name = "round_robin"
+
+    def __init__(self, rng=None) -> None:
+        super().__init__(rng)
+        self._turn = itertools.count()
+
+    def choose(self, request: Request, view: GridView) -> int:
+        candidates = view.candidates[request.population]
+        return candidates[next(self._turn) % len(candidates)]
+
+
+class Random(Policy):
+    """A uniformly random reachable zone."""
+
+    name = "random"
+
+    def choose(self, request: Request, view: GridView) -> int:
+        candidates = view.candidates[request.population]
+        return candidates[int(self.rng.random() * len(candidates))]
+
+
+class Weighted(Policy):
+    """Random, weighted by each zone's capacity (Envoy's weighted round robin, randomized)."""
+
+    name = "weighted"
+
+    def choose(self, request: Request, view: GridView) -> int:
+        candidates = view.candidates[request.population]
+        cumulative = list(itertools.accumulate(view.zones[i].capacity_rps for i in candidates))
+        return candidates[bisect.bisect_right(cumulative, self.rng.random() * cumulative[-1])]
+
+
+class LeastOutstanding(Policy):
+    """Fewest reported outstanding requests per replica (Envoy's least_request over all hosts)."""
+
+    name = "least_outstanding"
+
+    def choose(self, request: Request, view: GridView) -> int:
+        zones = view.zones
+        return min(view.candidates[request.population], key=lambda i: zones[i].load)
+
+
+class PowerOfTwoChoices(Policy):
+    """Two random zones, the less loaded wins (Mitzenmacher 2001; Ray Serve's and Envoy's default).
+
+    Randomness keeps it from herding onto one zone when load reports are stale.
+    """
+
+    name = "p2c"
+
+    def choose(self, request: Request, view: GridView) -> int:
+        candidates = view.candidates[request.population]
+        n = len(candidates)
+        if n == 1:
+            return candidates[0]
+        first = int(self.rng.random() * n)
+        second = int(self.rng.random() * (n - 1))
+        second += second >= first  # distinct from the first
+        a, b = candidates[first], candidates[second]
+        load_a, load_b = view.zones[a].load, view.zones[b].load
+        if load_a == load_b:
+            return a if first < second else b  # candidates are nearest first
+        return a if load_a < load_b else b
+
+
+def predicted_ttft_s(request: Request, view: GridView, zone: int, stale_after_s: float = 5.0) -> float:
+    """Client TTFT if sent to `zone`: RTT + frontend and prefill + queue wait.
+
+    Queue wait has two parts: the backlog (reported waiting + what this router sent since that
+    report) drained at the zone's capacity, and the contention of a busy engine — M/M/1 waiting time
+    per replica, s·u/(1−u), at the reported utilization u (capped at 0.95), s = one request's share
+    of a saturated replica. Information older than `stale_after_s` adds its excess age as a penalty,
+    so a zone that stopped reporting loses traffic gradually instead of being trusted forever.
+    """
+    z = view.zones[zone]
+    if z.capacity_rps <= 0:
+        return float("inf")
+    u = min(z.utilization, 0.95)
+    wait_s = (z.waiting + z.sent_since_report) / z.capacity_rps + z.replicas / z.capacity_rps * u / (1.0 - u)
+    age_s = view.now_s - z.report_s
+    stale_s = age_s - stale_after_s if age_s > stale_after_s else 0.0
+    floor_s = z.first_token_floor_s + request.prompt_tokens * z.prefill_s_per_token
+    return view.rtt_s[request.population][zone] + floor_s + wait_s + stale_s
+
+
+class LatencyAware(Policy):
+    """Lowest predicted client TTFT among zones with headroom; ties within 1 ms go to the nearer.
+
+    A batching engine near saturation degrades faster than any queueing formula predicts from
+    1-second-old utilization, so zones at or above `headroom_utilization` (1/1.4: Envoy's
+    overprovisioning factor) are used only when no zone has headroom — then the least utilized wins.
+    """
+
+    name = "latency_aware"
+    stale_after_s = 5.0
+    headroom_utilization = 1 / 1.4
+
+    def choose(self, request: Request, view: GridView) -> int:
+        zones = view.zones
+        candidates = view.candidates[request.population]
+        best, best_s = -1, float("inf")
+        for zone in candidates:  # nearest first: a tie keeps the nearer
+            if zones[zone].utilization >= self.headroom_utilization:
+                continue
+            predicted = predicted_ttft_s(request, view, zone, self.stale_after_s)
+            if predicted < best_s - 1e-3:
+                best, best_s = zone, predicted
+        if best >= 0:
+            return best
+        return min(candidates, key=lambda i: zones[i].utilization)

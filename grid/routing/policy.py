@@ -1,0 +1,29 @@
+"""The routing interface: a policy is one decision on a GridView.
+
+`choose(request, view) -> zone index`. It does no I/O, reads no clock and owns no threads; retries,
+timeouts and health belong to the driver. `observe(request)` is called when a request ends (its
+`status`, `zone`, timestamps filled in) for policies that learn. Randomness comes from `self.rng`,
+seeded by the driver, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import random
+
+from grid.routing.view import GridView
+from grid.serving.request import Request
+
+
+class Policy:
+    """Base class (optional: any object with `choose` works)."""
+
+    name = "policy"
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng if rng is not None else random.Random(0)
+
+    def choose(self, request: Request, view: GridView) -> int:
+        raise NotImplementedError
+
+    def observe(self, request: Request) -> None:
+        """Feedback when a request ends; the default ignores it."""

@@ -1,0 +1,58 @@
+"""Policies by name, and user policies by `package.module:Class`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import random
+
+from grid.errors import GridInputError
+from grid.routing import policies
+
+POLICIES: dict[str, type] = {
+    cls.name: cls
+    for cls in (
+        policies.Nearest,
+        policies.RoundRobin,
+        policies.Random,
+        policies.Weighted,
+        policies.LeastOutstanding,
+        policies.PowerOfTwoChoices,
+        policies.LatencyAware,
+    )
+}
+
+
+def policy_class(spec: str) -> type:
+    """A registered name, or `module:Class` importable on the Python path."""
+    if spec in POLICIES:
+        return POLICIES[spec]
+    if ":" not in spec:
+        raise GridInputError(
+            f"unknown policy {spec!r}; known: {', '.join(POLICIES)} (or a class of yours as package.module:Class)"
+        )
+    module_name, _, class_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure of user code is a user error
+        raise GridInputError(f"policy {spec!r}: cannot import module {module_name!r}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None or not inspect.isclass(cls):
+        raise GridInputError(f"policy {spec!r}: module {module_name!r} has no class {class_name!r}")
+    if not callable(getattr(cls, "choose", None)):
+        raise GridInputError(f"policy {spec!r}: {class_name} has no choose(request, view) method")
+    return cls
+
+
+def make_policy(spec: str, seed: int):
+    """Instantiate a policy with its own seeded RNG (`rng=` if its constructor takes it)."""
+    cls = policy_class(spec)
+    rng = random.Random(seed)
+    try:
+        takes_rng = "rng" in inspect.signature(cls).parameters
+        policy = cls(rng=rng) if takes_rng else cls()
+    except Exception as exc:
+        raise GridInputError(f"policy {spec!r}: constructing {cls.__name__} failed: {exc!r}") from None
+    if not hasattr(policy, "name") or not isinstance(getattr(policy, "name", None), str):
+        policy.name = spec
+    return policy

@@ -1,0 +1,96 @@
+"""What a router knows when it decides: a GridView, refreshed by the driver.
+
+Load signals (`outstanding`, `waiting`, `running`, `kv_usage`) come from the zones' load reports and
+are as old as `report_age_s(zone)` says — real routers see stale load. `sent_since_report` is the
+router's own count of requests it sent to a zone after that zone's last report, always exact.
+RTTs are per population and include network faults (edge routers measure their paths).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+class ZoneView:
+    """One zone as the router sees it. Static fields never change during a run."""
+
+    __slots__ = (
+        "index",
+        "zone_id",
+        "region",
+        "replicas",
+        "capacity_rps",
+        "prefill_s_per_token",
+        "first_token_floor_s",
+        "price_usd_per_gpu_hour",
+        "carbon_g_per_kwh",
+        "up",
+        "outstanding",
+        "waiting",
+        "running",
+        "kv_usage",
+        "utilization",
+        "zone_ttft_s",
+        "report_s",
+        "sent_since_report",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        zone_id: str,
+        region: str,
+        replicas: int,
+        capacity_rps: float,
+        prefill_s_per_token: float,
+        first_token_floor_s: float,
+        price_usd_per_gpu_hour: float,
+        carbon_g_per_kwh: float,
+    ) -> None:
+        self.index = index
+        self.zone_id = zone_id
+        self.region = region
+        self.replicas = replicas
+        self.capacity_rps = capacity_rps  # completions per second at saturation, typical sizes
+        self.prefill_s_per_token = prefill_s_per_token
+        self.first_token_floor_s = first_token_floor_s  # frontend + one decode step: TTFT at no load
+        self.price_usd_per_gpu_hour = price_usd_per_gpu_hour
+        self.carbon_g_per_kwh = carbon_g_per_kwh
+        self.up = True
+        self.outstanding = 0  # admitted and unfinished, as last reported
+        self.waiting = 0
+        self.running = 0
+        self.kv_usage = 0.0
+        self.utilization = 0.0  # share of saturated capacity used over the last report window
+        self.zone_ttft_s = 0.0  # the zone's recent time to first token, network excluded
+        self.report_s = 0.0
+        self.sent_since_report = 0
+
+    @property
+    def load(self) -> float:
+        """Reported outstanding requests per replica (inf for a zone without replicas)."""
+        return self.outstanding / self.replicas if self.replicas else math.inf
+
+
+@dataclass
+class GridView:
+    """The snapshot a policy decides on."""
+
+    zones: list[ZoneView]
+    rtt_s: list[list[float]]  # [population][zone]: current base RTT (inf = unreachable)
+    candidates: list[list[int]]  # [population]: zones up and reachable, nearest first
+    now_s: float = 0.0
+
+    def report_age_s(self, zone: int) -> float:
+        return self.now_s - self.zones[zone].report_s
+
+    def refresh_candidates(self) -> None:
+        """Recompute each population's reachable, up zones (after a health or network change)."""
+        self.candidates = [
+            sorted(
+                (z.index for z in self.zones if z.up and z.replicas > 0 and math.isfinite(row[z.index])),
+                key=lambda i, row=row: (row[i], i),
+            )
+            for row in self.rtt_s
+        ]

@@ -1,0 +1,451 @@
+"""Scenario files: the typed, validated description of a world and an experiment.
+
+A scenario is YAML. It names a `base` (a preset in `regions/` or a path) that it overrides: mappings
+merge key by key, everything else replaces. Zones, regions and populations are mappings keyed by id,
+so every field has a stable path such as `zones.frankfurt-1.replicas` — the same path `grid sweep
+--vary` uses. The whole result is validated once, here; errors name the file, line and field path.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import math
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from grid.errors import GridInputError
+from grid.units import parse_duration_s
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "regions"
+SCENARIOS_DIR = PRESETS_DIR / "scenarios"
+DEFAULT_SCENARIO = "default"
+
+Seconds = Annotated[float, BeforeValidator(parse_duration_s), Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(_Strict):
+    name: str
+    country: str = ""
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    tz: str
+    price_usd_per_gpu_hour: float = Field(ge=0)
+    carbon_g_per_kwh: float = Field(ge=0)
+
+
+class Zone(_Strict):
+    region: str
+    replicas: int = Field(ge=0)
+    gpu: str = "h100"
+    gpus_per_replica: int = Field(default=1, ge=1)
+    max_queue: int = Field(default=2048, ge=0, description="waiting requests beyond this are rejected")
+
+
+class Population(_Strict):
+    name: str
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    tz: str
+    demand_share: float = Field(ge=0)
+
+
+class Network(_Strict):
+    intra_region_rtt_ms: float = Field(default=1.0, ge=0)
+    jitter_ratio: float = Field(default=0.05, ge=0, le=10)
+    population_rtt_ms: dict[str, dict[str, Annotated[float, Field(ge=0)]]]
+    region_rtt_ms: dict[str, dict[str, Annotated[float, Field(ge=0)]]]
+
+
+class GpuProfile(_Strict):
+    """Serving speed of one replica (one model on `gpus_per_replica` GPUs); see grid/serving/profile.py."""
+
+    max_num_seqs: int = Field(ge=1)
+    max_num_batched_tokens: int = Field(ge=1)
+    kv_cache_tokens: int = Field(ge=1)
+    decode_base_s: float = Field(ge=0)
+    decode_per_seq_s: float = Field(ge=0)
+    prefill_base_s: float = Field(default=0.0, ge=0)
+    prefill_per_token_s: float = Field(ge=0)
+    frontend_s: float = Field(default=0.0, ge=0, description="API-server time before the engine sees a request")
+    power_idle_w: float = Field(default=100.0, ge=0)
+    power_max_w: float = Field(default=700.0, ge=0)
+
+    @model_validator(mode="after")
+    def _decode_takes_time(self) -> GpuProfile:
+        if self.decode_base_s + self.decode_per_seq_s <= 0:
+            raise ValueError("decode_base_s + decode_per_seq_s must be > 0 (a decode step takes time)")
+        return self
+
+
+class Model(_Strict):
+    name: str = "Qwen/Qwen3-8B"
+    context_tokens: int = Field(default=32768, ge=2)
+
+
+class SizeSpec(_Strict):
+    """Token counts: lognormal(mu, sigma), exponential (geometric integers with this mean) or fixed."""
+
+    dist: Literal["lognormal", "exponential", "fixed"] = "lognormal"
+    mu: float | None = None
+    sigma: float | None = Field(default=None, ge=0)
+    mean: float | None = Field(default=None, ge=1)
+    min_tokens: int = Field(default=1, ge=1)
+    max_tokens: int = Field(default=32768, ge=1)
+
+    @model_validator(mode="after")
+    def _parameters_present(self) -> SizeSpec:
+        if self.dist == "lognormal" and (self.mu is None or self.sigma is None):
+            raise ValueError("a lognormal size needs mu and sigma")
+        if self.dist != "lognormal" and self.mean is None:
+            raise ValueError(f"a {self.dist} size needs mean")
+        if self.min_tokens > self.max_tokens:
+            raise ValueError("min_tokens must be ≤ max_tokens")
+        return self
+
+
+class Sizes(_Strict):
+    prompt: SizeSpec
+    output: SizeSpec
+    rho: float = Field(default=0.0, ge=-1, le=1)
+
+
+class Diurnal(_Strict):
+    """Each population's rate follows its local hour: peak at `peak_hour_local`, trough/peak ratio."""
+
+    peak_hour_local: float = Field(default=20.0, ge=0, lt=24)
+    trough_ratio: float = Field(default=0.3, gt=0, le=1)
+
+
+class FlashCrowd(_Strict):
+    population: str
+    at_s: Seconds
+    duration_s: Seconds
+    factor: float = Field(gt=0)
+
+
+class TraceReplay(_Strict):
+    path: str
+    loop: bool = False
+
+
+class Demand(_Strict):
+    rate_rps: float = Field(ge=0, description="world-wide mean arrival rate at scale 1 (daily mean)")
+    scale: float = Field(default=1.0, ge=0)
+    start_utc: dt.datetime = dt.datetime(2026, 11, 23, 18, 0, tzinfo=dt.UTC)
+    diurnal: Diurnal | None = None
+    sizes: Sizes
+    flash_crowds: list[FlashCrowd] = []
+    trace: TraceReplay | None = None
+
+
+class Slo(_Strict):
+    ttft_s: Seconds = 1.0
+    tpot_s: Seconds = 0.1
+    e2e_s: Seconds | None = None
+
+
+class Routing(_Strict):
+    policy: str = "latency_aware"
+    report_interval_s: Seconds = 0.0
+
+
+FaultKind = Literal["zone_down", "zone_slow", "link_delay", "partition"]
+
+
+class Fault(_Strict):
+    at_s: Seconds
+    kind: FaultKind
+    duration_s: Seconds | None = None
+    zone: str | None = None
+    population: str | None = None
+    region: str | None = None
+    factor: float | None = Field(default=None, gt=0)
+    add_ms: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Fault:
+        needs = {
+            "zone_down": ("zone",),
+            "zone_slow": ("zone", "factor"),
+            "link_delay": ("population", "region", "add_ms"),
+            "partition": ("population", "region"),
+        }[self.kind]
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} fault needs {', '.join(missing)}")
+        return self
+
+
+class Scenario(_Strict):
+    name: str = "unnamed"
+    description: str = ""
+    duration_s: Seconds = 3600.0
+    seed: int = 0
+    model: Model = Model()
+    gpus: dict[str, GpuProfile]
+    regions: dict[str, Region]
+    zones: dict[str, Zone]
+    populations: dict[str, Population]
+    network: Network
+    demand: Demand
+    slo: Slo = Slo()
+    routing: Routing = Routing()
+    faults: list[Fault] = []
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: YAML (safe), `base` chains, deep merge, validation with file/line/path in each error.
+
+
+def preset_names() -> list[str]:
+    """Scenario presets shipped in regions/ (the default world) and regions/scenarios/."""
+    names = [DEFAULT_SCENARIO] + sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml"))
+    return list(dict.fromkeys(names))
+
+
+def resolve_scenario_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+    """A preset name or a file path → the file; unknown names list the presets."""
+    if name_or_path == DEFAULT_SCENARIO:
+        return PRESETS_DIR / "default.yaml"
+    if name_or_path == "world":
+        return PRESETS_DIR / "world.yaml"
+    preset = SCENARIOS_DIR / f"{name_or_path}.yaml"
+    if preset.is_file():
+        return preset
+    path = Path(name_or_path)
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    if path.is_file():
+        return path
+    raise GridInputError(
+        f"no scenario named {name_or_path!r} (no such preset or file); presets: {', '.join(preset_names())}"
+    )
+
+
+def load_scenario(name_or_path: str = DEFAULT_SCENARIO, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Load, merge and validate a scenario; `overrides` maps field paths (a.b.c) to values."""
+    path = resolve_scenario_path(name_or_path)
+    raw, origins = _load_chain(path, seen=())
+    for dotted, value in (overrides or {}).items():
+        set_path(raw, dotted, value)
+        origins[tuple(dotted.split("."))] = ("command line", None)
+    return validate_scenario(raw, origins)
+
+
+def validate_scenario(raw: dict[str, Any], origins: dict[tuple[str, ...], tuple[str, int | None]]) -> Scenario:
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise GridInputError("\n".join(_format_error(err, origins) for err in exc.errors())) from None
+    problems = _cross_reference_problems(scenario)
+    if problems:
+        raise GridInputError("\n".join(_locate(path, origins) + ": " + msg for path, msg in problems))
+    return scenario
+
+
+def set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b.c` in nested mappings; every step but the last must exist."""
+    keys = dotted.split(".")
+    node: Any = raw
+    for depth, key in enumerate(keys[:-1]):
+        if not isinstance(node, dict) or key not in node:
+            known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
+            where = ".".join(keys[: depth + 1])
+            raise GridInputError(f"{dotted}: the scenario has no field {where} (known here: {known})")
+        node = node[key]
+    if not isinstance(node, dict):
+        raise GridInputError(f"{dotted}: {'.'.join(keys[:-1])} is not a mapping")
+    node[keys[-1]] = value
+
+
+def get_path(raw: dict[str, Any], dotted: str) -> Any:
+    node: Any = raw
+    for depth, key in enumerate(dotted.split(".")):
+        if not isinstance(node, dict) or key not in node:
+            where = ".".join(dotted.split(".")[: depth + 1])
+            known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
+            raise GridInputError(f"{dotted}: the scenario has no field {where} (known here: {known})")
+        node = node[key]
+    return node
+
+
+def scenario_raw(name_or_path: str) -> tuple[dict[str, Any], dict[tuple[str, ...], tuple[str, int | None]]]:
+    """The merged, not yet validated mapping of a scenario, with the origin of each field."""
+    return _load_chain(resolve_scenario_path(name_or_path), seen=())
+
+
+def _load_chain(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], dict]:
+    path = path.resolve()
+    if path in seen:
+        chain = " → ".join(str(p.name) for p in (*seen, path))
+        raise GridInputError(f"{path}: scenario bases form a loop: {chain}")
+    doc, lines = _read_yaml(path)
+    base_name = doc.pop("base") if "base" in doc else _implicit_base(path)
+    origins = {key: (str(path), line) for key, line in lines.items()}
+    if base_name is None:
+        return doc, origins
+    if not isinstance(base_name, str):
+        raise GridInputError(f"{path}:{lines.get(('base',), '?')}: base: must be a preset name or a path")
+    base_doc, base_origins = _load_chain(resolve_scenario_path(base_name, path.parent), (*seen, path))
+    base_origins.update(origins)
+    return _deep_merge(base_doc, doc), base_origins
+
+
+def _implicit_base(path: Path) -> str | None:
+    """Files without `base` extend the default scenario (`base: null` starts from nothing)."""
+    builtin = {(PRESETS_DIR / "default.yaml").resolve(), (PRESETS_DIR / "world.yaml").resolve()}
+    return None if path in builtin else DEFAULT_SCENARIO
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GridInputError(f"{path}: cannot read the scenario: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise GridInputError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise GridInputError(f"{path}:1: a scenario must be a mapping of fields, got {type(doc).__name__}")
+    lines: dict[tuple[str, ...], int] = {}
+    _record_lines(node, (), lines)
+    return doc, lines
+
+
+def _record_lines(node: yaml.Node | None, path: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*path, str(key_node.value))
+            lines[key] = key_node.start_mark.line + 1
+            _record_lines(value_node, key, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            key = (*path, str(index))
+            lines[key] = item.start_mark.line + 1
+            _record_lines(item, key, lines)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _locate(loc: tuple[Any, ...], origins: dict) -> str:
+    """`file:line: path` for a field, using the deepest part of the path some file defined."""
+    key = tuple(str(part) for part in loc)
+    for depth in range(len(key), 0, -1):
+        if key[:depth] in origins:
+            file, line = origins[key[:depth]]
+            where = f"{file}:{line}" if line else file
+            return f"{where}: {_dotted(loc)}"
+    return f"scenario: {_dotted(loc)}"
+
+
+def _format_error(err: dict[str, Any], origins: dict) -> str:
+    loc = tuple(part for part in err["loc"] if not str(part).startswith("function-"))
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling)"
+    if (
+        "input" in err
+        and err["type"] not in ("missing", "extra_forbidden")
+        and not isinstance(err["input"], dict | list)
+    ):
+        message += f" (got {err['input']!r})"
+    return f"{_locate(loc, origins)}: {message}"
+
+
+def _cross_reference_problems(s: Scenario) -> list[tuple[tuple[str, ...], str]]:
+    """Checks across sections: ids that must exist, tables that must be complete."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    regions, pops = set(s.regions), set(s.populations)
+
+    def known(kind: str, names: set[str]) -> str:
+        return f"unknown {kind}; known: {', '.join(sorted(names))}"
+
+    for tz_path, tz in [(("regions", k, "tz"), r.tz) for k, r in s.regions.items()] + [
+        (("populations", k, "tz"), p.tz) for k, p in s.populations.items()
+    ]:
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append((tz_path, f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)"))
+    for zone_id, zone in s.zones.items():
+        if zone.region not in regions:
+            problems.append((("zones", zone_id, "region"), known("region " + repr(zone.region), regions)))
+        if zone.gpu not in s.gpus:
+            problems.append((("zones", zone_id, "gpu"), known("gpu " + repr(zone.gpu), set(s.gpus))))
+    if not s.zones:
+        problems.append((("zones",), "the scenario has no zones"))
+    if not s.populations:
+        problems.append((("populations",), "the scenario has no populations"))
+    elif sum(p.demand_share for p in s.populations.values()) <= 0:
+        problems.append((("populations",), "demand shares sum to 0: no population sends requests"))
+    for pop in pops:
+        row = s.network.population_rtt_ms.get(pop)
+        if row is None:
+            problems.append((("network", "population_rtt_ms"), f"no RTTs for population {pop!r}"))
+            continue
+        for region in sorted(regions - set(row)):
+            problems.append((("network", "population_rtt_ms", pop), f"no RTT to region {region!r}"))
+    for pop in sorted(set(s.network.population_rtt_ms) - pops):
+        problems.append((("network", "population_rtt_ms", pop), known("population", pops)))
+    for a, row in s.network.region_rtt_ms.items():
+        for b in row:
+            if a not in regions or b not in regions:
+                problems.append((("network", "region_rtt_ms", a, b), known("region", regions)))
+    for a in regions:
+        for b in regions:
+            if a < b and region_rtt_ms(s.network, a, b) is None:
+                problems.append((("network", "region_rtt_ms"), f"no RTT between {a!r} and {b!r}"))
+    for i, crowd in enumerate(s.demand.flash_crowds):
+        if crowd.population not in pops:
+            problems.append((("demand", "flash_crowds", str(i), "population"), known("population", pops)))
+    for i, fault in enumerate(s.faults):
+        base = ("faults", str(i))
+        if fault.zone is not None and fault.zone not in s.zones:
+            problems.append(((*base, "zone"), known("zone " + repr(fault.zone), set(s.zones))))
+        if fault.population is not None and fault.population not in pops:
+            problems.append(((*base, "population"), known("population " + repr(fault.population), pops)))
+        if fault.region is not None and fault.region not in regions:
+            problems.append(((*base, "region"), known("region " + repr(fault.region), regions)))
+    if s.routing.report_interval_s > 0 and math.isinf(s.routing.report_interval_s):
+        problems.append((("routing", "report_interval_s"), "must be finite"))
+    return problems
+
+
+def region_rtt_ms(network: Network, a: str, b: str) -> float | None:
+    """RTT between two regions, whichever way round the table lists it."""
+    if a == b:
+        return network.intra_region_rtt_ms
+    row = network.region_rtt_ms.get(a, {})
+    if b in row:
+        return row[b]
+    return network.region_rtt_ms.get(b, {}).get(a)

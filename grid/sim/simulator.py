@@ -1,0 +1,368 @@
+"""The discrete-event driver: the grid in virtual time, deterministic per seed.
+
+One heap keyed by (time, sequence) holds deliveries (a request reaching its zone after half its
+RTT), zone wake-ups (the serving model's `next_event_time`), fault actions and load reports.
+Arrivals are not in the heap: they come pre-sorted in NumPy chunks and are merged with the heap
+top, so the heap stays small. Nothing here reads a wall clock except the progress bar.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+from heapq import heappop, heappush
+from pathlib import Path
+
+import numpy as np
+
+from grid.demand.arrivals import DemandModel, poisson_arrivals, size_sampler, trace_arrivals
+from grid.errors import GridInputError
+from grid.faults import LINK_DELAY, PARTITION, ZONE_DOWN, ZONE_SLOW, ZONE_UP, NetworkState, fault_timeline
+from grid.report import Report, build_report
+from grid.routing.policy import Policy
+from grid.routing.registry import make_policy
+from grid.routing.view import GridView, ZoneView
+from grid.scenario import Scenario
+from grid.serving.request import ERROR, REJECTED, Request
+from grid.serving.zone import FAILED, FINISHED, Zone
+from grid.stats import RunStats
+from grid.world import World, build_world
+
+INF = math.inf
+UTILIZATION_WINDOW_S = 1.0
+_DELIVER, _ZONE, _FAULT, _REPORT = 0, 1, 2, 3
+RECORD_FIELDS = (
+    "id", "population", "zone", "arrival_s", "prompt_tokens", "output_tokens", "rtt_ms",
+    "status", "ttft_s", "tpot_s", "e2e_s", "queue_s",
+)  # fmt: skip
+
+
+def build_zone_views(scenario: Scenario, world: World) -> list[ZoneView]:
+    """The static part of what a router knows about each zone."""
+    views = []
+    for i, zone_id in enumerate(world.zone_ids):
+        zone = scenario.zones[zone_id]
+        region = scenario.regions[zone.region]
+        profile = scenario.gpus[zone.gpu]
+        views.append(
+            ZoneView(
+                index=i,
+                zone_id=zone_id,
+                region=zone.region,
+                replicas=zone.replicas,
+                capacity_rps=float(world.capacity_rps[i]),
+                prefill_s_per_token=profile.prefill_per_token_s,
+                first_token_floor_s=profile.frontend_s + profile.prefill_base_s,
+                price_usd_per_gpu_hour=region.price_usd_per_gpu_hour,
+                carbon_g_per_kwh=region.carbon_g_per_kwh,
+            )
+        )
+    return views
+
+
+class Simulation:
+    """One run of a scenario under one policy."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        policy: str | Policy | None = None,
+        seed: int | None = None,
+        duration_s: float | None = None,
+        rate_scale: float = 1.0,
+        records_path: str | Path | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.duration_s = scenario.duration_s if duration_s is None else duration_s
+        self.rate_scale = rate_scale
+        self.world = build_world(scenario)
+        self.policy = (
+            make_policy(policy or scenario.routing.policy, self.seed) if not hasattr(policy, "choose") else policy
+        )
+        self.zones = [
+            Zone(scenario.gpus[scenario.zones[z].gpu], scenario.zones[z].replicas, scenario.zones[z].max_queue)
+            for z in self.world.zone_ids
+        ]
+        self.network = NetworkState(self.world)
+        self.view = GridView(zones=build_zone_views(scenario, self.world), rtt_s=self.network.rtt_s(), candidates=[])
+        self.view.refresh_candidates()
+        self.stats = RunStats(len(self.world.population_ids), len(self.world.zone_ids), scenario.slo)
+        self.records_path = Path(records_path) if records_path else None
+        self.progress = progress
+        self.in_flight = 0
+
+    def _arrivals(self, rng: np.random.Generator):
+        s = self.scenario
+        demand = DemandModel(s.demand, s.populations)
+        if s.demand.trace is not None:
+            scale = self.rate_scale * s.demand.scale
+            return trace_arrivals(s.demand.trace.path, demand.shares, scale, self.duration_s, s.demand.trace.loop, rng)
+        if self.rate_scale != 1.0:
+            demand.mean_rate_rps *= self.rate_scale
+        return poisson_arrivals(demand, size_sampler(s.demand.sizes), self.duration_s, rng)
+
+    def run(self) -> Report:
+        rng = np.random.default_rng(self.seed)
+        jitter_rng = np.random.default_rng([self.seed, 1])  # its own stream: jitter never shifts arrivals
+        records_file = self.records_path.open("w", newline="") if self.records_path else None
+        try:
+            writer = csv.writer(records_file) if records_file else None
+            if writer:
+                writer.writerow(RECORD_FIELDS)
+            self._loop(self._arrivals(rng), jitter_rng, writer)
+        finally:
+            if records_file:
+                records_file.close()
+        self.stats.flush()
+        return build_report(self)
+
+    def _loop(self, arrivals, jitter_rng: np.random.Generator, writer) -> None:  # noqa: C901 — the hot loop
+        end_s = self.duration_s
+        zones = self.zones
+        n_zones = len(zones)
+        view = self.view
+        zone_views = view.zones
+        policy = self.policy
+        choose = policy.choose
+        observe = getattr(policy, "observe", None)
+        if observe is not None and getattr(type(policy), "observe", None) is Policy.observe:
+            observe = None  # the base class's no-op: skip the call
+        stats = self.stats
+        stats_arrivals = stats.arrivals
+        finished = stats.finished
+        rejected = stats.rejected
+        failed = stats.failed
+        jitter_ratio = self.scenario.network.jitter_ratio
+        interval_s = self.scenario.routing.report_interval_s
+        fresh = interval_s <= 0.0
+        heap: list = []
+        seq = 0
+        zone_next = [INF] * n_zones
+        timeline = fault_timeline(self.scenario.faults, self.world)
+        for action in timeline:
+            if action.at_s <= end_s:
+                heappush(heap, (action.at_s, seq, _FAULT, action))
+                seq += 1
+        # Load reports every interval; with fresh reports, every event refreshes its zone and the
+        # tick (UTILIZATION_WINDOW_S) keeps the decaying utilization of quiet zones current.
+        tick_s = interval_s if not fresh else UTILIZATION_WINDOW_S
+        heappush(heap, (0.0, seq, _REPORT, None))
+        seq += 1
+        rtt = view.rtt_s
+        next_id = 0
+        in_flight = 0
+        progress = _Progress(end_s) if self.progress else None
+
+        def end_request(request: Request, status_kind: int) -> None:
+            """Record an ended request (finished or failed) for stats and records."""
+            p, z = request.population, request.zone
+            if status_kind == FINISHED:
+                half = request.rtt_s * 0.5
+                ttft = request.first_token_s + half - request.arrival_s
+                e2e = request.finish_s + half - request.arrival_s
+                n_out = request.output_tokens
+                tpot = (e2e - ttft) / (n_out - 1) if n_out > 1 else math.nan
+                finished(p, z, ttft, tpot, e2e, request.prompt_tokens, n_out)
+            else:
+                failed[p, z] += 1
+                ttft = tpot = e2e = math.nan
+            if writer is not None:
+                queue = request.scheduled_s - request.admit_s if request.scheduled_s >= 0 else math.nan
+                _write_record(writer, request, ttft, tpot, e2e, queue)
+            if observe is not None:
+                observe(request)
+
+        def refresh(zi: int, now: float) -> None:
+            zone, zv = zones[zi], zone_views[zi]
+            zv.up = zone.up
+            zv.outstanding = zone.in_system
+            zv.waiting = zone.queued
+            zv.running = zone.in_system - zone.queued
+            zv.zone_ttft_s = zone.ttft_ewma_s
+            zv.utilization = zone.utilization(now)
+            zv.kv_usage = zone.kv_used / (zone.kv_cache_tokens * zone.replicas) if zone.replicas else 0.0
+            zv.report_s = now
+            zv.sent_since_report = 0
+
+        def reschedule(zi: int) -> None:
+            nonlocal seq
+            t = zones[zi].next_event_time()
+            if t < zone_next[zi]:
+                zone_next[zi] = t
+                heappush(heap, (t, seq, _ZONE, zi))
+                seq += 1
+
+        for chunk in itertools.chain(arrivals, (None,)):
+            if chunk is None:  # the end of the run: a sentinel arrival drains the heap up to end_s
+                times, pops, prompts, outputs, jitters = [end_s], [0], [0], [0], [0.0]
+            else:
+                times = chunk.arrival_s.tolist()
+                pops = chunk.population.tolist()
+                prompts = chunk.prompt_tokens.tolist()
+                outputs = chunk.output_tokens.tolist()
+                n = len(times)
+                jitters = (jitter_rng.exponential(jitter_ratio, n) if jitter_ratio > 0 else np.zeros(n)).tolist()
+            n_chunk = len(times)
+            i = 0
+            while i < n_chunk:
+                t_arrival = times[i]
+                if heap and heap[0][0] < t_arrival:
+                    t, _, kind, payload = heappop(heap)
+                    if kind == _ZONE:
+                        if t != zone_next[payload]:
+                            continue  # superseded wake-up
+                        zone_next[payload] = INF
+                        for event_kind, request in zones[payload].advance(t):
+                            if event_kind in (FINISHED, FAILED):
+                                in_flight -= 1
+                                end_request(request, event_kind)
+                        reschedule(payload)
+                        if fresh:
+                            refresh(payload, t)
+                    elif kind == _DELIVER:
+                        zi = payload.zone
+                        zone = zones[zi]
+                        if zone.admit(payload, t):
+                            reschedule(zi)
+                            if fresh:
+                                refresh(zi, t)
+                            continue
+                        in_flight -= 1
+                        if not zone.up:  # sent to a dead zone: the connection fails
+                            payload.status = ERROR
+                            payload.finish_s = t
+                            end_request(payload, FAILED)
+                            continue
+                        payload.status = REJECTED
+                        rejected[payload.population, zi] += 1
+                        if writer is not None:
+                            _write_record(writer, payload, math.nan, math.nan, math.nan, math.nan)
+                        if observe is not None:
+                            observe(payload)
+                    elif kind == _REPORT:
+                        view.now_s = t
+                        was_up = [zv.up for zv in zone_views]
+                        for zi in range(n_zones):
+                            refresh(zi, t)
+                        if was_up != [zv.up for zv in zone_views]:
+                            view.refresh_candidates()
+                        if t + tick_s <= end_s:
+                            heappush(heap, (t + tick_s, seq, _REPORT, None))
+                            seq += 1
+                    else:
+                        in_flight -= self._apply_fault(payload, t, end_request, reschedule, refresh)
+                        rtt = view.rtt_s
+                    continue
+                if chunk is None:
+                    break
+                # An arrival: route it now, deliver it after half its round trip.
+                p = pops[i]
+                stats_arrivals[p] += 1
+                request = Request(next_id, p, prompts[i], outputs[i], t_arrival)
+                jitter = jitters[i]
+                i += 1
+                next_id += 1
+                view.now_s = t_arrival
+                if not view.candidates[p]:
+                    request.status = REJECTED
+                    rejected[p, n_zones] += 1
+                    continue
+                try:
+                    zi = choose(request, view)
+                except Exception as exc:
+                    raise GridInputError(
+                        f"policy {policy.name!r} raised {exc!r} at t={t_arrival:.3f}s on request {request.id} "
+                        f"(population {self.world.population_ids[p]})"
+                    ) from exc
+                if type(zi) is not int or not 0 <= zi < n_zones:
+                    raise GridInputError(
+                        f"policy {policy.name!r} returned {zi!r} at t={t_arrival:.3f}s: a zone index must be an "
+                        f"int in 0..{n_zones - 1} (view.zones[i].index)"
+                    )
+                rtt_s = rtt[p][zi]
+                request.zone = zi
+                if rtt_s == INF:  # routed into a partition: the connection fails
+                    request.status = ERROR
+                    request.finish_s = t_arrival
+                    end_request(request, FAILED)
+                    continue
+                rtt_s *= 1.0 + jitter
+                request.rtt_s = rtt_s
+                zone_views[zi].sent_since_report += 1
+                in_flight += 1
+                heappush(heap, (t_arrival + 0.5 * rtt_s, seq, _DELIVER, request))
+                seq += 1
+            if progress and chunk is not None and times:
+                progress.update(times[-1])
+        for zone in zones:
+            zone._account(end_s)
+        self.in_flight = in_flight
+        if progress:
+            progress.close()
+
+    def _apply_fault(self, action, t, end_request, reschedule, refresh) -> int:
+        """Apply one fault action at `t`; returns how many in-flight requests it ended."""
+        ended = 0
+        view = self.view
+        if action.kind == ZONE_DOWN:
+            for _, request in self.zones[action.zone].fail_all(t):
+                end_request(request, FAILED)
+                ended += 1
+        elif action.kind == ZONE_UP:
+            self.zones[action.zone].restore(t)
+            reschedule(action.zone)
+        elif action.kind == ZONE_SLOW:
+            self.zones[action.zone].set_slow_factor(action.value, t)
+            reschedule(action.zone)
+        elif action.kind in (LINK_DELAY, PARTITION):
+            self.network.apply(action)
+            view.rtt_s = self.network.rtt_s()
+        if action.kind in (ZONE_DOWN, ZONE_UP) and self.scenario.routing.report_interval_s <= 0:
+            refresh(action.zone, t)  # health is known at the next report; with fresh reports, now
+        view.refresh_candidates()
+        return ended
+
+
+def _write_record(writer, request: Request, ttft: float, tpot: float, e2e: float, queue: float) -> None:
+    writer.writerow(
+        (
+            request.id,
+            request.population,
+            request.zone,
+            f"{request.arrival_s:.6f}",
+            request.prompt_tokens,
+            request.output_tokens,
+            f"{request.rtt_s * 1000:.3f}",
+            request.status or "open",
+            _fmt(ttft),
+            _fmt(tpot),
+            _fmt(e2e),
+            _fmt(queue),
+        )  # fmt: skip
+    )
+
+
+def _fmt(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.6f}"
+
+
+class _Progress:
+    """A progress bar over simulated time, on stderr, only when it is a terminal or forced."""
+
+    def __init__(self, total_s: float) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=round(total_s), unit="sim-s", desc="simulating", leave=False)
+        self._done = 0
+
+    def update(self, t_s: float) -> None:
+        step = int(t_s) - self._done
+        if step > 0:
+            self._bar.update(step)
+            self._done += step
+
+    def close(self) -> None:
+        self._bar.close()
