@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from grid.scenario import Scenario
 from grid.stats import GroupSummary, RunStats
-
-if TYPE_CHECKING:
-    from grid.sim.simulator import Simulation
+from grid.world import World
 
 
 @dataclass
@@ -58,12 +57,28 @@ def _group(stats: RunStats, name: str, pops: list[int], zones: list[int]) -> Gro
     )
 
 
-def build_report(sim: Simulation) -> Report:
-    stats, world, scenario = sim.stats, sim.world, sim.scenario
+@dataclass(frozen=True)
+class ZoneFigures:
+    """What a driver measured inside one zone's serving model over the run."""
+
+    work_s: float  # Zone.work_s: admitted work at saturated efficiency
+    area_queued: float  # Zone.area_queued: ∫ queued dt
+    area_in_system: float  # Zone.area_in_system: ∫ in_system dt
+
+
+def build_report(
+    scenario: Scenario,
+    world: World,
+    stats: RunStats,
+    zone_figures: list[ZoneFigures],
+    duration_s: float,
+    meta: dict[str, Any],
+    in_flight: int,
+) -> Report:
+    """The report of a run, from either driver. `meta` names the run (policy, seed, ...)."""
     n_pop, n_zone = stats.n_populations, stats.n_zones
     all_pops, all_zones = list(range(n_pop)), list(range(n_zone))
     all_zones_unrouted = list(range(n_zone + 1))  # rejections before routing have zone index n_zone
-    duration_s = sim.duration_s
     duration_h = duration_s / 3600.0
 
     populations = []
@@ -89,11 +104,11 @@ def build_report(sim: Simulation) -> Report:
         spec = scenario.zones[zone_id]
         region = scenario.regions[spec.region]
         profile = scenario.gpus[spec.gpu]
-        zone = sim.zones[z]
+        figures = zone_figures[z]
         row = _group(stats, zone_id, all_pops, [z])
         row.arrivals = row.completed + row.rejected + row.failed
         replica_s = spec.replicas * duration_s
-        utilization = zone.work_s / replica_s if replica_s else math.nan
+        utilization = figures.work_s / replica_s if replica_s else math.nan
         gpus = world.gpus[z]
         cost_usd_per_h = gpus * region.price_usd_per_gpu_hour
         busy = utilization if not math.isnan(utilization) else 0.0
@@ -106,8 +121,8 @@ def build_report(sim: Simulation) -> Report:
             region=spec.region,
             replicas=spec.replicas,
             utilization=utilization,
-            mean_queue=zone.area_queued / duration_s if duration_s else math.nan,
-            mean_in_system=zone.area_in_system / duration_s if duration_s else math.nan,
+            mean_queue=figures.area_queued / duration_s if duration_s else math.nan,
+            mean_in_system=figures.area_in_system / duration_s if duration_s else math.nan,
             capacity_rps=float(world.capacity_rps[z]),
             cost_usd_per_hour=cost_usd_per_h,
             carbon_g=carbon_g,
@@ -123,7 +138,7 @@ def build_report(sim: Simulation) -> Report:
     output_tokens = float(stats.output_tokens.sum())
     cross = sum((p.extra["cross_region_share"] or 0.0) * p.completed for p in populations if p.completed)
     totals = {
-        "in_flight": sim.in_flight,
+        "in_flight": in_flight,
         "throughput_rps": grid_row.completed / duration_s if duration_s else math.nan,
         "output_tokens_per_s": output_tokens / duration_s if duration_s else math.nan,
         "cross_region_share": cross / grid_row.completed if grid_row.completed else math.nan,
@@ -142,12 +157,10 @@ def build_report(sim: Simulation) -> Report:
     }
     meta = {
         "scenario": scenario.name,
-        "policy": getattr(sim.policy, "name", type(sim.policy).__name__),
-        "seed": sim.seed,
         "duration_s": duration_s,
-        "rate_scale": sim.rate_scale,
         "report_interval_s": scenario.routing.report_interval_s,
         "slo": {"ttft_s": scenario.slo.ttft_s, "tpot_s": scenario.slo.tpot_s, "e2e_s": scenario.slo.e2e_s},
+        **meta,
     }
     return Report(meta=meta, grid=grid_row, populations=populations, zones=zones, totals=totals)
 
@@ -167,8 +180,9 @@ def format_table(report: Report) -> str:
     """A readable report: one table per population, one per zone, then grid totals."""
     meta, totals = report.meta, report.totals
     lines = [
-        f"scenario {meta['scenario']} · policy {meta['policy']} · seed {meta['seed']} · "
-        f"{meta['duration_s']:.0f} s simulated · SLO TTFT ≤ {meta['slo']['ttft_s']} s, TPOT ≤ {meta['slo']['tpot_s']} s",
+        f"scenario {meta['scenario']} · policy {meta.get('policy')} · seed {meta.get('seed')} · "
+        f"{meta['duration_s']:.0f} s {meta.get('clock', 'simulated')} · "
+        f"SLO TTFT ≤ {meta['slo']['ttft_s']} s, TPOT ≤ {meta['slo']['tpot_s']} s",
         "",
     ]
     head = (

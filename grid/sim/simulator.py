@@ -19,7 +19,7 @@ import numpy as np
 from grid.demand.arrivals import DemandModel, poisson_arrivals, size_sampler, trace_arrivals
 from grid.errors import GridInputError
 from grid.faults import LINK_DELAY, PARTITION, ZONE_DOWN, ZONE_SLOW, ZONE_UP, NetworkState, fault_timeline
-from grid.report import Report, build_report
+from grid.report import Report, ZoneFigures, build_report
 from grid.routing.policy import Policy
 from grid.routing.registry import make_policy
 from grid.routing.view import GridView, ZoneView
@@ -117,7 +117,14 @@ class Simulation:
             if records_file:
                 records_file.close()
         self.stats.flush()
-        return build_report(self)
+        figures = [ZoneFigures(z.work_s, z.area_queued, z.area_in_system) for z in self.zones]
+        meta = {
+            "clock": "simulated",
+            "policy": getattr(self.policy, "name", type(self.policy).__name__),
+            "seed": self.seed,
+            "rate_scale": self.rate_scale,
+        }
+        return build_report(self.scenario, self.world, self.stats, figures, self.duration_s, meta, self.in_flight)
 
     def _loop(self, arrivals, jitter_rng: np.random.Generator, writer) -> None:  # noqa: C901 — the hot loop
         end_s = self.duration_s
