@@ -1,0 +1,166 @@
+"""`grid`: the command line. Bad input prints one clear error and exits 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+import yaml
+
+from grid.errors import GridInputError
+from grid.units import parse_duration_s
+
+EXIT_BAD_INPUT = 2
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration_s(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _assignment(text: str) -> tuple[str, object]:
+    """`path.to.field=value`, the value read as YAML (so 3, 0.5, true and [a, b] are typed)."""
+    path, sep, value = text.partition("=")
+    if not sep or not path:
+        raise argparse.ArgumentTypeError(f"expected FIELD.PATH=VALUE, got {text!r}")
+    try:
+        return path.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{path}: cannot read the value {value!r}") from None
+
+
+def _add_scenario_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", default="default", help="preset name (see `grid scenarios`) or YAML file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        type=_assignment,
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a scenario field, e.g. --set zones.paris-1.replicas=2 (repeatable)",
+    )
+    parser.add_argument("--policy", help="routing policy name or package.module:Class (default: the scenario's)")
+    parser.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grid", description="A simulated global LLM-inference grid.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = commands.add_parser("sim", help="simulate a scenario in virtual time and print its report")
+    _add_scenario_args(sim)
+    sim.add_argument("--duration", type=_duration, help="simulated time, e.g. 10m, 1h (default: the scenario's)")
+    sim.add_argument("--rate-scale", type=_positive_float, default=1.0, help="multiply every arrival rate")
+    sim.add_argument("--records", metavar="FILE", help="write one CSV row per request to FILE")
+    sim.add_argument("--json", action="store_true", help="print the report as JSON (keys: see README)")
+    sim.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
+    sim.set_defaults(run=_run_sim)
+
+    scenarios = commands.add_parser("scenarios", help="list the scenario presets")
+    scenarios.set_defaults(run=_run_scenarios)
+
+    policies = commands.add_parser("policies", help="list the routing policies")
+    policies.set_defaults(run=_run_policies)
+
+    up = commands.add_parser("up", help="serve the live grid (Ray + OpenAI-compatible gateway) until interrupted")
+    _add_scenario_args(up)
+    up.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--ray-address", help="join a Ray cluster (e.g. auto) instead of starting a local Ray")
+    up.set_defaults(run=_live("up"))
+
+    demo = commands.add_parser("demo", help="run the live grid under a minute of load, beside the simulator")
+    _add_scenario_args(demo)
+    demo.add_argument("--duration", dest="duration_s", type=_duration, default=60.0, help="load duration")
+    demo.add_argument("--rate-scale", type=_positive_float, help="multiply the scenario's arrival rates")
+    demo.add_argument("--json", action="store_true", help="print both reports as JSON")
+    demo.set_defaults(run=_live("demo"))
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from grid.scenario import load_scenario
+
+    return load_scenario(args.scenario, dict(args.overrides))
+
+
+def _run_sim(args: argparse.Namespace) -> int:
+    from grid.report import format_table
+    from grid.sim.simulator import Simulation
+
+    scenario = _load(args)
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    if args.records:
+        try:
+            open(args.records, "w").close()
+        except OSError as exc:
+            raise GridInputError(f"{args.records}: cannot write the records file: {exc.strerror}") from None
+    sim = Simulation(
+        scenario,
+        policy=args.policy,
+        seed=args.seed,
+        duration_s=args.duration,
+        rate_scale=args.rate_scale,
+        records_path=args.records,
+        progress=progress,
+    )
+    report = sim.run()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_table(report))
+    return 0
+
+
+def _run_scenarios(args: argparse.Namespace) -> int:
+    from grid.scenario import load_scenario, preset_names
+
+    for name in preset_names():
+        scenario = load_scenario(name)
+        print(f"{name:<22}{scenario.description.strip()}")
+    return 0
+
+
+def _run_policies(args: argparse.Namespace) -> int:
+    from grid.routing.registry import POLICIES
+
+    for name, cls in POLICIES.items():
+        print(f"{name:<20}{(cls.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
+def _live(command: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from grid.live import commands
+
+        return getattr(commands, command)(args)
+
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except GridInputError as exc:
+        print(f"grid: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("grid: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
