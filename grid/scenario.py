@@ -119,9 +119,10 @@ class Sizes(_Strict):
 
 
 class Diurnal(_Strict):
-    """Each population's rate follows its local hour: peak at `peak_hour_local`, trough/peak ratio."""
+    """Each population's rate follows its local hour: trough at night, peak in the evening."""
 
     peak_hour_local: float = Field(default=20.0, ge=0, lt=24)
+    trough_hour_local: float = Field(default=4.0, ge=0, lt=24)
     trough_ratio: float = Field(default=0.3, gt=0, le=1)
 
 

@@ -8,7 +8,6 @@ the simulator never holds more than one chunk: memory does not grow with the run
 from __future__ import annotations
 
 import datetime as dt
-import math
 import zoneinfo
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,9 +38,18 @@ class ArrivalChunk:
         return len(self.arrival_s)
 
 
-def diurnal_factor(local_hour: float | np.ndarray, peak_hour: float, trough_ratio: float) -> np.ndarray:
-    """Demand relative to the daily mean at a local hour: a cosine from trough to peak, mean 1."""
-    swing = 0.5 + 0.5 * np.cos(2 * math.pi * (np.asarray(local_hour) - peak_hour) / 24.0)
+def diurnal_factor(
+    local_hour: float | np.ndarray, peak_hour: float, trough_ratio: float, trough_hour: float = 4.0
+) -> np.ndarray:
+    """Demand relative to the daily mean at a local hour: half-cosines rising from the trough hour to
+    the peak hour and falling back, so the trough sits at night, not 12 h after the peak. Mean 1."""
+    hour = np.asarray(local_hour, dtype=float)
+    rise_h = (peak_hour - trough_hour) % 24 or 24.0
+    since_trough = (hour - trough_hour) % 24
+    rising = 0.5 - 0.5 * np.cos(np.pi * since_trough / rise_h)
+    falling = 0.5 + 0.5 * np.cos(np.pi * (since_trough - rise_h) / (24.0 - rise_h))
+    swing = np.where(since_trough < rise_h, rising, falling)
+    # Each half-cosine averages 1/2 over its span, so the daily mean of `swing` is exactly 1/2.
     return (trough_ratio + (1.0 - trough_ratio) * swing) / (trough_ratio + (1.0 - trough_ratio) * 0.5)
 
 
@@ -71,7 +79,8 @@ class DemandModel:
         rates = self.mean_rate_rps * self.shares
         if self.diurnal is not None:
             local = (self.start_hour_utc + t_s / 3600 + self.offsets_h) % 24
-            rates = rates * diurnal_factor(local, self.diurnal.peak_hour_local, self.diurnal.trough_ratio)
+            d = self.diurnal
+            rates = rates * diurnal_factor(local, d.peak_hour_local, d.trough_ratio, d.trough_hour_local)
         for pop, start, end, factor in self.crowds:
             if start <= t_s < end:
                 rates = rates.copy()

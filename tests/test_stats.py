@@ -1,0 +1,38 @@
+"""Streaming statistics: quantiles within the histogram's 1% resolution, SLO counting, bounded memory."""
+
+import math
+
+import numpy as np
+import pytest
+
+from grid.scenario import Slo
+from grid.stats import FLUSH_EVERY, RunStats
+
+
+def test_quantiles_match_numpy_within_one_percent():
+    rng = np.random.default_rng(0)
+    stats = RunStats(n_populations=2, n_zones=3, slo=Slo(ttft_s=1.0, tpot_s=0.1))
+    ttft = rng.lognormal(-1.0, 1.0, 100_000)
+    for i, value in enumerate(ttft):
+        stats.finished(i % 2, i % 3, float(value), 0.05, float(value) + 1.0, 100, 50)
+    stats.flush()
+    got = stats.quantiles("ttft_s", [0, 1], [0, 1, 2])
+    for q, key in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
+        assert got[key] == pytest.approx(np.quantile(ttft, q), rel=0.011)
+    assert int(stats.completed.sum()) == 100_000
+    assert int(stats.good.sum()) == int((ttft <= 1.0).sum())  # tpot 0.05 and no E2E SLO: TTFT decides
+
+
+def test_one_token_answers_have_no_tpot_but_count_as_good():
+    stats = RunStats(1, 1, Slo(ttft_s=1.0, tpot_s=0.1))
+    stats.finished(0, 0, 0.2, math.nan, 0.2, 10, 1)
+    stats.flush()
+    assert int(stats.good.sum()) == 1
+    assert math.isnan(stats.quantiles("tpot_s", [0], [0])["p50"])
+
+
+def test_buffers_are_flushed_so_memory_stays_bounded():
+    stats = RunStats(1, 1, Slo())
+    for _ in range(FLUSH_EVERY + 10):
+        stats.finished(0, 0, 0.1, 0.01, 1.0, 10, 10)
+    assert len(stats._buf_group) == 10
