@@ -24,15 +24,15 @@ sim: $(STAMP)
 
 ## The whole suite (real Ray, uvicorn, Prometheus and Locust where the tests need them).
 test: $(STAMP)
-	$(BIN)/ruff check grid tests benchmarks loadtests
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check grid tests benchmarks loadtests
-	$(BIN)/ruff format --check grid tests benchmarks loadtests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: $(STAMP)
-	$(BIN)/ruff format grid tests benchmarks loadtests
+	$(BIN)/ruff format .
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sim_throughput.py
