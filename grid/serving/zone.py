@@ -115,11 +115,12 @@ class Zone:
 
     def admit(self, request: Request, now: float) -> bool:
         """Take a request arriving at `now`; False (and nothing changes) when it can't be taken."""
+        need = request.prompt_tokens + request.output_tokens
         if (
             not self.up
             or not self._replicas
-            or self.queued >= self.max_queue
-            or request.prompt_tokens + request.output_tokens > self.kv_cache_tokens
+            or need > self.kv_cache_tokens
+            or (self.queued >= self.max_queue and not self._starts_now(need))
         ):
             return False
         self._account(now)
@@ -155,6 +156,12 @@ class Zone:
             (request.output_tokens - 1) * (self._decode_base_s / batch + self._decode_per_seq_s)
             + self._prefill_per_token_s * request.prompt_tokens
             + self._prefill_base_s * request.prompt_tokens / self.max_num_batched_tokens
+        )
+
+    def _starts_now(self, need: int) -> bool:
+        """Nothing is queued ahead and an engine has a free slot and KV room: the request won't wait."""
+        return not self.queued and any(
+            r.n_slots < self.max_num_seqs and r.kv_used + need <= self.kv_cache_tokens for r in self._replicas
         )
 
     def next_event_time(self) -> float:

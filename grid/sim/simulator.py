@@ -276,6 +276,8 @@ class Simulation:
                 if not view.candidates[p]:
                     request.status = REJECTED
                     rejected[p, n_zones] += 1
+                    if writer is not None:
+                        _write_record(writer, request, math.nan, math.nan, math.nan, math.nan)
                     continue
                 try:
                     zi = choose(request, view)
