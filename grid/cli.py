@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate-scale", type=_positive_float, help="multiply the scenario's arrival rates")
     demo.add_argument("--json", action="store_true", help="print both reports as JSON")
     demo.set_defaults(run=_live("demo"))
+
+    from grid.bench.cli import add_bench_parser
+
+    add_bench_parser(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Baseline routing policies and `latency_aware`. Each is one idea in a few lines.
+"""Routing policies: baselines, `latency_aware`, and SLO-bounded spillover, cost and carbon. One idea each.
 
 All pick among `view.candidates[population]` (zones up and reachable, nearest first); load is
 per replica so big and small zones compare fairly. Ties go to the nearer zone.
@@ -10,6 +10,7 @@ import bisect
 import itertools
 
 from grid.routing.policy import Policy
+from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
 from grid.routing.view import GridView
 from grid.serving.request import Request
 
@@ -143,3 +144,90 @@ class LatencyAware(Policy):
         if best >= 0:
             return best
         return min(candidates, key=lambda i: zones[i].utilization)
+
+
+# --- SLO-, price- and carbon-aware policies ---------------------------------------------------------
+# They share `latency_aware`'s prediction (`predicted_ttft_s`) and its headroom rule, and aim at a
+# share of the scenario's TTFT objective (`view.slo_ttft_s`): the prediction is a mean-like estimate,
+# so aiming at `slo_fraction` of the SLO leaves room for the tail (jitter, big prompts, stale load).
+
+DEFAULT_SLO_TTFT_S = 1.0  # the default scenario's objective, when the driver gives none
+
+
+def _ttft_target_s(view: GridView, slo_fraction: float) -> float:
+    slo_s = view.slo_ttft_s if view.slo_ttft_s is not None else DEFAULT_SLO_TTFT_S
+    return slo_fraction * slo_s
+
+
+def _meets_target(request: Request, view: GridView, zone: int, target_s: float, policy: LatencyAware) -> bool:
+    if view.zones[zone].utilization >= policy.headroom_utilization:
+        return False
+    return predicted_ttft_s(request, view, zone, policy.stale_after_s) <= target_s
+
+
+class SloSpillover(LatencyAware):
+    """Nearest zone while it is predicted to meet the TTFT SLO; otherwise spill to the next nearest
+    that is, and only when none is, to the lowest predicted TTFT (`latency_aware`).
+
+    The "spillover" / overflow routing of CDNs and of multi-region LLM gateways (stay local, cross a
+    border only when local capacity runs out): fewer cross-region requests than `latency_aware`,
+    which moves traffic for any predicted gain above 1 ms.
+    """
+
+    name = "slo_spillover"
+    slo_fraction = 0.6
+
+    def choose(self, request: Request, view: GridView) -> int:
+        target_s = _ttft_target_s(view, self.slo_fraction)
+        for zone in view.candidates[request.population]:  # nearest first
+            if _meets_target(request, view, zone, target_s, self):
+                return zone
+        return super().choose(request, view)
+
+
+class _CheapestMeetingSlo(LatencyAware):
+    """Among zones predicted to meet the TTFT SLO, the one with the lowest `cost(view, zone)`; ties
+    (within 0.1%) go to the lower predicted TTFT; when no zone is predicted to meet it, `latency_aware`."""
+
+    slo_fraction = 0.6
+
+    def cost(self, view: GridView, zone: int) -> float:
+        raise NotImplementedError
+
+    def choose(self, request: Request, view: GridView) -> int:
+        target_s = _ttft_target_s(view, self.slo_fraction)
+        zones = view.zones
+        best, best_key = -1, (float("inf"), float("inf"))
+        for zone in view.candidates[request.population]:
+            if zones[zone].utilization >= self.headroom_utilization:
+                continue
+            predicted = predicted_ttft_s(request, view, zone, self.stale_after_s)
+            if predicted > target_s:
+                continue
+            key = (round(self.cost(view, zone), 3), predicted)
+            if key < best_key:
+                best, best_key = zone, key
+        return best if best >= 0 else super().choose(request, view)
+
+
+class CostAware(_CheapestMeetingSlo):
+    """Cheapest zone predicted to meet the TTFT SLO, at its region's GPU-hour price for the local hour
+    (a time-of-use tariff: grid/routing/tariff.py). "Follow the cheap power" — as batch schedulers
+    chase spot prices — but only within the latency objective."""
+
+    name = "cost_aware"
+
+    def cost(self, view: GridView, zone: int) -> float:
+        z = view.zones[zone]
+        return price_usd_per_gpu_hour(z.price_usd_per_gpu_hour, local_hour(view.start_utc, view.now_s, z.tz))
+
+
+class CarbonAware(_CheapestMeetingSlo):
+    """Lowest grid carbon intensity (gCO2/kWh) among zones predicted to meet the TTFT SLO: carbon-aware
+    spatial load shifting (Google's carbon-intelligent computing; Radovanović et al. 2021), bounded by
+    the latency objective."""
+
+    name = "carbon_aware"
+
+    def cost(self, view: GridView, zone: int) -> float:
+        return view.zones[zone].carbon_g_per_kwh

@@ -19,6 +19,9 @@ POLICIES: dict[str, type] = {
         policies.LeastOutstanding,
         policies.PowerOfTwoChoices,
         policies.LatencyAware,
+        policies.SloSpillover,
+        policies.CostAware,
+        policies.CarbonAware,
     )
 }
 

@@ -8,6 +8,7 @@ RTTs are per population and include network faults (edge routers measure their p
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ class ZoneView:
         "first_token_floor_s",
         "price_usd_per_gpu_hour",
         "carbon_g_per_kwh",
+        "tz",
         "up",
         "outstanding",
         "waiting",
@@ -47,6 +49,7 @@ class ZoneView:
         first_token_floor_s: float,
         price_usd_per_gpu_hour: float,
         carbon_g_per_kwh: float,
+        tz: str = "UTC",
     ) -> None:
         self.index = index
         self.zone_id = zone_id
@@ -57,6 +60,7 @@ class ZoneView:
         self.first_token_floor_s = first_token_floor_s  # frontend + one decode step: TTFT at no load
         self.price_usd_per_gpu_hour = price_usd_per_gpu_hour
         self.carbon_g_per_kwh = carbon_g_per_kwh
+        self.tz = tz  # the region's IANA time zone: its local hour sets its tariff (grid.routing.tariff)
         self.up = True
         self.outstanding = 0  # admitted and unfinished, as last reported
         self.waiting = 0
@@ -81,6 +85,8 @@ class GridView:
     rtt_s: list[list[float]]  # [population][zone]: current base RTT (inf = unreachable)
     candidates: list[list[int]]  # [population]: zones up and reachable, nearest first
     now_s: float = 0.0
+    start_utc: dt.datetime | None = None  # wall-clock time of now_s = 0 (for tariffs by local hour)
+    slo_ttft_s: float | None = None  # the scenario's TTFT objective, for policies that aim at it
 
     def report_age_s(self, zone: int) -> float:
         return self.now_s - self.zones[zone].report_s

@@ -56,6 +56,7 @@ def build_zone_views(scenario: Scenario, world: World) -> list[ZoneView]:
                 first_token_floor_s=profile.frontend_s + profile.prefill_base_s,
                 price_usd_per_gpu_hour=region.price_usd_per_gpu_hour,
                 carbon_g_per_kwh=region.carbon_g_per_kwh,
+                tz=region.tz,
             )
         )
     return views
@@ -87,7 +88,13 @@ class Simulation:
             for z in self.world.zone_ids
         ]
         self.network = NetworkState(self.world)
-        self.view = GridView(zones=build_zone_views(scenario, self.world), rtt_s=self.network.rtt_s(), candidates=[])
+        self.view = GridView(
+            zones=build_zone_views(scenario, self.world),
+            rtt_s=self.network.rtt_s(),
+            candidates=[],
+            start_utc=scenario.demand.start_utc,
+            slo_ttft_s=scenario.slo.ttft_s,
+        )
         self.view.refresh_candidates()
         self.stats = RunStats(len(self.world.population_ids), len(self.world.zone_ids), scenario.slo)
         self.records_path = Path(records_path) if records_path else None

@@ -1,0 +1,171 @@
+"""One bench run (scenario × policy × seed × load) as a plain function, and its Ray fan-out.
+
+Common random numbers: the simulator draws arrivals and sizes from `default_rng(seed)` and network
+jitter from its own stream `default_rng([seed, 1])`; the policy's RNG is separate (seeded by
+`make_policy`). So for one seed every policy faces the same requests at the same times with the same
+jitter, and differences between policies are paired (tests/bench/test_crn.py checks it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grid.errors import GridInputError
+from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
+from grid.scenario import load_scenario
+from grid.stats import _LOG_BASE, _V_MIN_S, METRICS
+
+UTILIZATION_SAMPLE_S = 10.0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    scenario: str
+    overrides: tuple[tuple[str, Any], ...]
+    policy: str
+    seed: int
+    load: float  # multiple of the scenario's nominal rate (Simulation's rate_scale)
+    duration_s: float | None
+
+
+class _Sampled:
+    """Wraps a policy (same interface) and samples the zones' reported utilization every
+    `every_s` of simulated time from the view it is handed: a utilization time series without a
+    simulator hook. Decisions are the inner policy's, unchanged."""
+
+    def __init__(self, inner, every_s: float) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", type(inner).__name__)
+        self.every_s = every_s
+        self.next_s = 0.0
+        self.samples: list[list[float]] = []  # [t, utilization of each zone (NaN if down)]
+        self._choose = inner.choose
+        inner_observe = getattr(type(inner), "observe", None)
+        from grid.routing.policy import Policy
+
+        if inner_observe is not None and inner_observe is not Policy.observe:
+            self.observe = inner.observe
+
+    def choose(self, request, view) -> int:
+        if view.now_s >= self.next_s:
+            self.samples.append([view.now_s] + [z.utilization if z.up else math.nan for z in view.zones])
+            self.next_s = view.now_s + self.every_s
+        return self._choose(request, view)
+
+
+def prepare_view(sim) -> None:
+    """Give the router what the view's optional fields carry (SLO, start time, time zones).
+
+    The simulator does this itself once it sets them (idempotent: same values)."""
+    scenario = sim.scenario
+    sim.view.start_utc = scenario.demand.start_utc
+    sim.view.slo_ttft_s = scenario.slo.ttft_s
+    for zv in sim.view.zones:
+        zv.tz = scenario.regions[zv.region].tz
+
+
+def ttft_histogram(stats) -> tuple[list[int], list[int]]:
+    """The run's TTFT histogram over all requests: (bucket indices, counts), nonzero only."""
+    counts = stats.hist[METRICS.index("ttft_s")].sum(axis=0)
+    nonzero = np.nonzero(counts)[0]
+    return nonzero.tolist(), counts[nonzero].tolist()
+
+
+def bucket_mid_s(index: np.ndarray | list[int]) -> np.ndarray:
+    """Geometric midpoint of histogram buckets (1% wide: within 0.5% of any value in them)."""
+    return _V_MIN_S * np.exp(_LOG_BASE * (np.asarray(index, dtype=float) + 0.5))
+
+
+def usage_cost_usd_per_1m(scenario, report: dict, duration_s: float) -> float:
+    """What the GPU-time a run used costs at each region's time-of-use tariff, per 1M output tokens.
+
+    The report's cost is the provisioned fleet (the same for every router); this one charges only
+    used capacity (zone utilization × GPUs × duration) at the tariff's mean over the run's local hours
+    (sampled every 10 min), the bill a pay-per-use contract would send — which routing can change."""
+    tokens = report["grid"]["output_tokens_per_s"] * duration_s
+    if not tokens:
+        return math.nan
+    steps = np.arange(0.0, duration_s, 600.0) + min(300.0, duration_s / 2)
+    usd = 0.0
+    for zone in report["zones"]:
+        region = scenario.regions[zone["region"]]
+        gpus = scenario.zones[zone["name"]].replicas * scenario.zones[zone["name"]].gpus_per_replica
+        start = scenario.demand.start_utc
+        hours = [local_hour(start, t, region.tz) for t in steps]
+        price = np.mean([price_usd_per_gpu_hour(region.price_usd_per_gpu_hour, h) for h in hours])
+        usd += (zone["utilization"] or 0.0) * gpus * duration_s / 3600.0 * price
+    return usd / (tokens / 1e6)
+
+
+def run_one(spec: RunSpec) -> dict[str, Any]:
+    """Simulate one run; returns the report dict plus the TTFT histogram and utilization series."""
+    from grid.routing.registry import make_policy
+    from grid.sim.simulator import Simulation
+
+    scenario = load_scenario(spec.scenario, dict(spec.overrides))
+    policy = _Sampled(make_policy(spec.policy, spec.seed), UTILIZATION_SAMPLE_S)
+    sim = Simulation(scenario, policy=policy, seed=spec.seed, duration_s=spec.duration_s, rate_scale=spec.load)
+    prepare_view(sim)
+    report = sim.run().to_dict()
+    report["meta"]["policy"] = spec.policy
+    idx, counts = ttft_histogram(sim.stats)
+    total = sum(counts)
+    mean_ttft = float(np.dot(bucket_mid_s(idx), counts) / total) if total else math.nan
+    return {
+        "policy": spec.policy,
+        "seed": spec.seed,
+        "load": spec.load,
+        "report": report,
+        "ttft_hist": {"bucket": idx, "count": counts},
+        "ttft_mean_s": mean_ttft,
+        "usage_usd_per_1m_output_tokens": usage_cost_usd_per_1m(scenario, report, sim.duration_s),
+        "utilization_series": {"zones": [z.zone_id for z in sim.view.zones], "samples": policy.samples},
+    }
+
+
+def _repo_paths() -> list[str]:
+    root = str(Path(__file__).resolve().parents[2])
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return list(dict.fromkeys([root, os.getcwd(), *extra]))
+
+
+def run_all(specs: list[RunSpec], ray_address: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every spec as a Ray task (one CPU each) on all local cores, or on the cluster at
+    `ray_address`; results in the order of `specs`."""
+    import ray
+    from tqdm import tqdm
+
+    if ray_address:
+        runtime_env = {"working_dir": os.getcwd(), "excludes": [".venv", ".git", "*.png", "results.json"]}
+        ray.init(address=ray_address, runtime_env=runtime_env, log_to_driver=False)
+    else:
+        env = {"PYTHONPATH": os.pathsep.join(_repo_paths())}
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(run_one)
+        refs = [task.remote(spec) for spec in specs]
+        position = {ref: i for i, ref in enumerate(refs)}
+        results: list[dict[str, Any] | None] = [None] * len(refs)
+        pending = list(refs)
+        with tqdm(total=len(refs), unit="run", desc="bench", disable=not progress, file=sys.stderr) as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        results[position[ref]] = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else None
+                        if isinstance(cause, GridInputError):
+                            raise GridInputError(str(cause)) from None
+                        raise
+                    bar.update(1)
+        return results  # type: ignore[return-value]
+    finally:
+        ray.shutdown()

@@ -1,0 +1,105 @@
+"""Across seeds: mean and 95% t-interval of each metric per (load, policy); the Markdown table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats as st
+
+# (key, column title, unit transform, format)
+METRICS: list[tuple[str, str]] = [
+    ("ttft_p50_ms", "TTFT p50 ms"),
+    ("ttft_p99_ms", "TTFT p99 ms"),
+    ("ttft_mean_ms", "TTFT mean ms"),
+    ("e2e_p99_s", "E2E p99 s"),
+    ("slo_attainment_pct", "SLO %"),
+    ("rejected_pct", "rejected %"),
+    ("cross_region_pct", "cross-region %"),
+    ("usd_per_1m_tokens", "$/1M tok (fleet)"),
+    ("usage_usd_per_1m_tokens", "$/1M tok (used, tariff)"),
+    ("carbon_g_per_1m_tokens", "gCO2/1M tok"),
+]
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def run_metrics(run: dict[str, Any]) -> dict[str, float]:
+    g = run["report"]["grid"]
+    arrivals = g["arrivals"] or 0
+    return {
+        "ttft_p50_ms": _num(g["ttft_s"]["p50"]) * 1000,
+        "ttft_p99_ms": _num(g["ttft_s"]["p99"]) * 1000,
+        "ttft_mean_ms": _num(run["ttft_mean_s"]) * 1000,
+        "e2e_p99_s": _num(g["e2e_s"]["p99"]),
+        "slo_attainment_pct": _num(g["slo_attainment"]) * 100,
+        "rejected_pct": 100.0 * g["rejected"] / arrivals if arrivals else math.nan,
+        "cross_region_pct": _num(g["cross_region_share"]) * 100,
+        "usd_per_1m_tokens": _num(g["usd_per_1m_output_tokens"]),
+        "usage_usd_per_1m_tokens": _num(run["usage_usd_per_1m_output_tokens"]),
+        "carbon_g_per_1m_tokens": _num(g["carbon_g_per_1m_output_tokens"]),
+        "utilization_pct": _num(g["utilization"]) * 100,
+        "offered_load_pct": _num(g["offered_load"]) * 100,
+    }
+
+
+def mean_ci(values: list[float], confidence: float = 0.95) -> dict[str, float]:
+    """Mean and the half-width of its t-interval (NaN half-width for a single seed)."""
+    x = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    if len(x) == 0:
+        return {"mean": math.nan, "ci95": math.nan, "n": 0}
+    if len(x) == 1:
+        return {"mean": float(x[0]), "ci95": math.nan, "n": 1}
+    half = float(st.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return {"mean": float(x.mean()), "ci95": half, "n": int(len(x))}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """{load: {policy: {metric: {mean, ci95, n}}}} over seeds."""
+    groups: dict[tuple[float, str], list[dict[str, float]]] = {}
+    for run in runs:
+        groups.setdefault((run["load"], run["policy"]), []).append(run_metrics(run))
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for (load, policy), rows in groups.items():
+        out.setdefault(f"{load:g}", {})[policy] = {k: mean_ci([r[k] for r in rows]) for k in rows[0]}
+    return out
+
+
+def _cell(m: dict[str, float]) -> str:
+    if math.isnan(m["mean"]):
+        return "-"
+    digits = 0 if abs(m["mean"]) >= 100 else (1 if abs(m["mean"]) >= 10 else 2)
+    text = f"{m['mean']:.{digits}f}"
+    return text if math.isnan(m["ci95"]) else f"{text} ± {m['ci95']:.{digits}f}"
+
+
+def markdown(summary: dict, bounds: dict[str, dict], meta: dict[str, Any]) -> str:
+    lines = [
+        f"### `{meta['scenario']}` — {meta['seeds']} seeds × {meta['duration_s']:.0f} s simulated",
+        "",
+        "Mean ± 95% t-interval half-width over seeds (common random numbers: every policy sees the same "
+        "requests per seed). Fleet cost is the provisioned GPUs (the same for every router); "
+        "used cost charges utilized GPU-time at each region's time-of-use tariff.",
+        "",
+    ]
+    for load, by_policy in summary.items():
+        any_row = next(iter(by_policy.values()))
+        lines.append(f"**load × {load}** (offered {any_row['offered_load_pct']['mean']:.0f}% of capacity)")
+        lines.append("")
+        lines.append("| policy | " + " | ".join(title for _, title in METRICS) + " |")
+        lines.append("|---|" + "---:|" * len(METRICS))
+        for policy, metrics in by_policy.items():
+            lines.append(f"| {policy} | " + " | ".join(_cell(metrics[k]) for k, _ in METRICS) + " |")
+        bound = bounds.get(load)
+        if bound:
+            cells = ["-"] * len(METRICS)
+            for cap_key, b in bound.items():
+                if b.get("mean_ttft_s") is not None and cap_key == "u_cap_1.0":
+                    cells[2] = f"{b['mean_ttft_s'] * 1000:.0f}"
+                    cells[6] = f"{b['cross_region_share'] * 100:.1f}"
+            lines.append("| **LP bound** (fluid, u ≤ 1) | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
