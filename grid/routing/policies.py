@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 
 from grid.routing.policy import Policy
 from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
@@ -99,19 +100,33 @@ class PowerOfTwoChoices(Policy):
         return a if load_a < load_b else b
 
 
+UTILIZATION_MEMORY_S = 1.0  # the zones' utilization is a rate decayed over this (grid/serving/zone.py)
+
+
+def estimated_utilization(view: GridView, zone: int) -> float:
+    """The zone's utilization now, as this router can best tell: the reported figure decayed by its
+    age (as the zone's own signal decays) plus the requests this router sent since (each adds one
+    request's share of the zone's capacity). Without the correction, every decision between two
+    reports sees the same stale number and herds onto the zone that looked idle."""
+    z = view.zones[zone]
+    age_s = view.now_s - z.report_s
+    reported = z.utilization * math.exp(-age_s / UTILIZATION_MEMORY_S) if age_s > 0 else z.utilization
+    return reported + z.sent_since_report / (z.capacity_rps * UTILIZATION_MEMORY_S)
+
+
 def predicted_ttft_s(request: Request, view: GridView, zone: int, stale_after_s: float = 5.0) -> float:
     """Client TTFT if sent to `zone`: RTT + frontend and prefill + queue wait.
 
     Queue wait has two parts: the backlog (reported waiting + what this router sent since that
     report) drained at the zone's capacity, and the contention of a busy engine — M/M/1 waiting time
-    per replica, s·u/(1−u), at the reported utilization u (capped at 0.95), s = one request's share
+    per replica, s·u/(1−u), at the estimated utilization u (capped at 0.95), s = one request's share
     of a saturated replica. Information older than `stale_after_s` adds its excess age as a penalty,
     so a zone that stopped reporting loses traffic gradually instead of being trusted forever.
     """
     z = view.zones[zone]
     if z.capacity_rps <= 0:
         return float("inf")
-    u = min(z.utilization, 0.95)
+    u = min(estimated_utilization(view, zone), 0.95)
     wait_s = (z.waiting + z.sent_since_report) / z.capacity_rps + z.replicas / z.capacity_rps * u / (1.0 - u)
     age_s = view.now_s - z.report_s
     stale_s = age_s - stale_after_s if age_s > stale_after_s else 0.0
@@ -124,7 +139,8 @@ class LatencyAware(Policy):
 
     A batching engine near saturation degrades faster than any queueing formula predicts from
     1-second-old utilization, so zones at or above `headroom_utilization` (1/1.4: Envoy's
-    overprovisioning factor) are used only when no zone has headroom — then the least utilized wins.
+    overprovisioning factor) are used only when no zone has headroom; then the lowest prediction
+    over all zones wins (its contention term still steers away from the busiest).
     """
 
     name = "latency_aware"
@@ -132,18 +148,18 @@ class LatencyAware(Policy):
     headroom_utilization = 1 / 1.4
 
     def choose(self, request: Request, view: GridView) -> int:
-        zones = view.zones
         candidates = view.candidates[request.population]
         best, best_s = -1, float("inf")
+        fallback, fallback_s = candidates[0], float("inf")
         for zone in candidates:  # nearest first: a tie keeps the nearer
-            if zones[zone].utilization >= self.headroom_utilization:
-                continue
             predicted = predicted_ttft_s(request, view, zone, self.stale_after_s)
+            if predicted < fallback_s - 1e-3:
+                fallback, fallback_s = zone, predicted
+            if estimated_utilization(view, zone) >= self.headroom_utilization:
+                continue
             if predicted < best_s - 1e-3:
                 best, best_s = zone, predicted
-        if best >= 0:
-            return best
-        return min(candidates, key=lambda i: zones[i].utilization)
+        return best if best >= 0 else fallback
 
 
 # --- SLO-, price- and carbon-aware policies ---------------------------------------------------------
@@ -160,7 +176,7 @@ def _ttft_target_s(view: GridView, slo_fraction: float) -> float:
 
 
 def _meets_target(request: Request, view: GridView, zone: int, target_s: float, policy: LatencyAware) -> bool:
-    if view.zones[zone].utilization >= policy.headroom_utilization:
+    if estimated_utilization(view, zone) >= policy.headroom_utilization:
         return False
     return predicted_ttft_s(request, view, zone, policy.stale_after_s) <= target_s
 
@@ -196,10 +212,9 @@ class _CheapestMeetingSlo(LatencyAware):
 
     def choose(self, request: Request, view: GridView) -> int:
         target_s = _ttft_target_s(view, self.slo_fraction)
-        zones = view.zones
         best, best_key = -1, (float("inf"), float("inf"))
         for zone in view.candidates[request.population]:
-            if zones[zone].utilization >= self.headroom_utilization:
+            if estimated_utilization(view, zone) >= self.headroom_utilization:
                 continue
             predicted = predicted_ttft_s(request, view, zone, self.stale_after_s)
             if predicted > target_s:

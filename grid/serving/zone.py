@@ -126,7 +126,7 @@ class Zone:
         self._account(now)
         self.in_system += 1
         self.queued += 1
-        work = self.work_of(request)
+        work = self.work_of(request) * self.slow_factor  # a slowed engine spends longer on the same work
         self.work_s += work
         self._work_rate = (
             self._work_rate * exp((self._work_rate_t - now) / UTILIZATION_TAU_S) + work / UTILIZATION_TAU_S

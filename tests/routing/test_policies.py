@@ -4,6 +4,7 @@ and user policies through `grid sim` (subprocess, the real CLI)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 import subprocess
 import sys
@@ -149,3 +150,36 @@ def test_bad_policies_are_reported_by_grid_sim(spec, needle):
     assert "Traceback" not in out.stderr
     assert needle in out.stderr
     assert f"policy {spec!r}" in out.stderr or f"unknown policy {spec!r}" in out.stderr  # names the policy
+
+
+def test_latency_aware_counts_its_own_sends_between_stale_reports():
+    """Between two reports the router must not herd: its own sends raise a zone's estimated load."""
+    near, far = zone(0, "a", utilization=0.0, cap=10.0), zone(1, "b", utilization=0.0, cap=10.0)
+    v = view([near, far], [10.0, 60.0])
+    policy = policies.LatencyAware()
+    picks = []
+    for _ in range(20):
+        choice = policy.choose(req(), v)
+        v.zones[choice].sent_since_report += 1  # what the driver does after each decision
+        picks.append(choice)
+    assert picks[:7] == [0] * 7  # near first, until it has no headroom (7 sends = 0.7 < 1/1.4)
+    assert abs(picks.count(0) - picks.count(1)) <= 2  # then the load spreads instead of herding
+
+
+def test_estimated_utilization_decays_with_report_age():
+    z = zone(0, "a", utilization=0.8)
+    v = view([z], [10.0], now_s=1.0)
+    assert policies.estimated_utilization(v, 0) == pytest.approx(0.8 * math.exp(-1.0))
+
+
+def test_a_slowed_zone_reports_more_utilization_for_the_same_work():
+    from grid.scenario import load_scenario
+    from grid.serving.zone import Zone
+
+    profile = load_scenario().gpus["h100"]
+    normal, slow = Zone(profile, 2, 100), Zone(profile, 2, 100)
+    slow.set_slow_factor(4.0, 0.0)
+    for i in range(10):
+        normal.admit(Request(i, 0, 500, 100, 0.0), 0.0)
+        slow.admit(Request(i, 0, 500, 100, 0.0), 0.0)
+    assert slow.utilization(0.0) == pytest.approx(4 * normal.utilization(0.0))
