@@ -82,12 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--ray-address", help="join a Ray cluster (e.g. auto) instead of starting a local Ray")
+    up.add_argument("--default-population", help="population of requests without an X-Grid-Population header")
     up.set_defaults(run=_live("up"))
 
     demo = commands.add_parser("demo", help="run the live grid under a minute of load, beside the simulator")
     _add_scenario_args(demo)
     demo.add_argument("--duration", dest="duration_s", type=_duration, default=60.0, help="load duration")
-    demo.add_argument("--rate-scale", type=_positive_float, help="multiply the scenario's arrival rates")
+    demo.add_argument(
+        "--rate-scale", type=_positive_float, help="multiply the scenario's arrival rates (default 0.04: 20 req/s)"
+    )
     demo.add_argument("--json", action="store_true", help="print both reports as JSON")
     demo.set_defaults(run=_live("demo"))
 

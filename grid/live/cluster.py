@@ -1,0 +1,109 @@
+"""Starting and stopping the live grid's Ray side: `ray.init` and one zone actor per zone.
+
+Locally (`ray_address=None`) a private Ray instance starts with the machine's CPUs and every actor
+runs in it. On a cluster (`ray_address="auto"` or `HOST:6379`) each zone actor asks for a small share
+of the custom resource `region_<region id>`, so Ray places it on a machine started with e.g.
+`ray start --address=HEAD:6379 --resources='{"region_frankfurt": 1}'` (a share, so all zones of a
+region fit on one such machine). A cluster that lacks a region's resource is an error that names it,
+unless `require_region_resources=False`, which places those zones anywhere.
+
+Zone actors are asynchronous and mostly wait, so they take `num_cpus=0` and a `max_concurrency`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+
+import ray
+
+from grid.errors import GridInputError
+from grid.live.zone_actor import MAX_CONCURRENCY, ZoneActor
+from grid.scenario import Scenario
+from grid.world import World
+
+REGION_RESOURCE_SHARE = 0.01  # per zone actor: up to 100 zones of a region on one machine
+
+log = logging.getLogger(__name__)
+
+
+def region_resource(region: str) -> str:
+    return f"region_{region}"
+
+
+@dataclass
+class ZoneHandles:
+    """The zone actors, in the world's zone order."""
+
+    actors: list  # ray ActorHandle per zone
+    zone_ids: list[str]
+    regions: list[str]
+    placed_by_region: bool
+
+
+def start_ray(ray_address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to a cluster (`auto`, `HOST:PORT`) or start a private local instance."""
+    if ray.is_initialized():
+        return
+    common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
+    # Ray runs workers at nice 15 by default; zone actors keep the model's clock and must not lose
+    # the CPU to the gateway and the load generator (a cluster sets this at `ray start`).
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    if ray_address:
+        ray.init(address=ray_address, **common)
+    else:
+        ray.init(num_cpus=num_cpus, **common)
+
+
+def stop_ray() -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def start_zone_actors(
+    scenario: Scenario,
+    world: World,
+    stream_interval_s: float,
+    use_region_resources: bool | None = None,
+    require_region_resources: bool = True,
+    name_prefix: str | None = None,
+) -> ZoneHandles:
+    """One actor per zone; waits until every actor is up. `use_region_resources=None`: only when
+    the Ray cluster defines at least one `region_*` resource (a plain local instance does not)."""
+    cluster = ray.cluster_resources()
+    if use_region_resources is None:
+        use_region_resources = any(key.startswith("region_") for key in cluster)
+    remote_cls = ray.remote(ZoneActor)
+    actors, regions = [], []
+    for zone_id in world.zone_ids:
+        spec = scenario.zones[zone_id]
+        options: dict = {"num_cpus": 0, "max_concurrency": MAX_CONCURRENCY, "max_restarts": 0}
+        if name_prefix:
+            options["name"] = f"{name_prefix}{zone_id}"
+        if use_region_resources:
+            key = region_resource(spec.region)
+            if key in cluster:
+                options["resources"] = {key: REGION_RESOURCE_SHARE}
+            elif require_region_resources:
+                raise GridInputError(
+                    f"zone {zone_id}: the Ray cluster has no resource {key!r}; start a worker of that region "
+                    f"with ray start --address=HEAD:6379 --resources='{{\"{key}\": 1}}' "
+                    f"(cluster resources: {', '.join(sorted(k for k in cluster if k.startswith('region_'))) or 'none'})"
+                )
+            else:
+                log.warning("zone %s: no %s resource in the cluster; placing it anywhere", zone_id, key)
+        actor = remote_cls.options(**options).remote(
+            zone_id, spec.region, scenario.gpus[spec.gpu], spec.replicas, spec.max_queue, stream_interval_s
+        )
+        actors.append(actor)
+        regions.append(spec.region)
+    ray.get([a.start.remote() for a in actors], timeout=120)
+    return ZoneHandles(actors, list(world.zone_ids), regions, bool(use_region_resources))
+
+
+def stop_zone_actors(handles: ZoneHandles) -> None:
+    for actor in handles.actors:
+        with contextlib.suppress(Exception):  # already gone
+            ray.kill(actor)

@@ -1,0 +1,89 @@
+"""Running the gateway: Ray + zone actors + uvicorn, in one object that starts and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+import uvicorn
+
+from grid.live.cluster import ZoneHandles, start_ray, start_zone_actors, stop_ray, stop_zone_actors
+from grid.live.gateway import GatewaySettings, create_app
+from grid.scenario import Scenario
+from grid.world import build_world
+
+DEFAULT_STREAM_INTERVAL_S = 0.02  # zone actors coalesce streamed tokens into chunks this often
+
+
+def run_async(main):
+    """Run a coroutine on uvloop when it is installed (uvicorn[standard]), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveGrid:
+    """Zone actors on Ray and the gateway app over them (not yet serving)."""
+
+    scenario: Scenario
+    zones: ZoneHandles
+    app: object
+    owns_ray: bool
+
+    @property
+    def gateway(self):
+        return self.app.state.gateway
+
+    def close(self) -> None:
+        stop_zone_actors(self.zones)
+        if self.owns_ray:
+            stop_ray()
+
+
+def build_live_grid(
+    scenario: Scenario,
+    settings: GatewaySettings | None = None,
+    ray_address: str | None = None,
+    stream_interval_s: float = DEFAULT_STREAM_INTERVAL_S,
+    num_cpus: int | None = None,
+) -> LiveGrid:
+    import ray
+
+    owns_ray = not ray.is_initialized()
+    start_ray(ray_address, num_cpus=num_cpus)
+    try:
+        zones = start_zone_actors(scenario, build_world(scenario), stream_interval_s)
+    except BaseException:
+        if owns_ray:
+            stop_ray()
+        raise
+    return LiveGrid(scenario, zones, create_app(scenario, zones, settings), owns_ray)
+
+
+def uvicorn_server(app, host: str, port: int) -> uvicorn.Server:
+    """uvicorn turns SIGINT/SIGTERM into a graceful exit when it runs in the main thread."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    return uvicorn.Server(config)
+
+
+async def wait_started(server: uvicorn.Server, task: asyncio.Task, timeout_s: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not server.started:
+        if task.done():
+            task.result()  # raises the startup error
+            raise RuntimeError("the gateway stopped during startup")
+        if loop.time() > deadline:
+            raise TimeoutError("the gateway did not start")
+        await asyncio.sleep(0.02)

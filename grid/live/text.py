@@ -1,0 +1,81 @@
+"""Synthetic text and honest token counting for the live grid.
+
+The grid serves no real model, so it needs a tokenizer of its own to count prompts and to say how
+many tokens an answer holds. **A token here is a word piece**: optional leading whitespace followed by
+either a run of 1–8 letters/digits/underscores or one other visible character. Every character of a
+text belongs to exactly one token (trailing whitespace is a token of its own), so counts are
+additive-free and honest: `count_tokens(text)` is what the gateway reports as `prompt_tokens`, and
+every generated answer re-tokenizes to exactly its `completion_tokens`.
+
+Generated text is deterministic per seed: a sentence-shaped stream of short words (each ≤ 8 letters,
+one token with its leading space) and punctuation (one token each).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+TOKEN_RE = re.compile(r"\s*(?:\w{1,8}|[^\w\s])|\s+")
+
+_PROSE = (
+    "the grid routes each request to a zone where it is served best while demand follows the sun "
+    "across regions and every unit of work has a price and a carbon cost that vary by place and hour "
+    "power flows from supply to load through lines of finite capacity so a router must balance "
+    "latency queue depth and headroom when one region goes dark the others absorb its traffic and "
+    "users barely notice tokens stream back over the network one small piece at a time"
+)
+_WORDS = tuple(dict.fromkeys(w for w in _PROSE.split(" ") if len(w) <= 8))
+_SENTENCE_END = (".", ".", ".", "!", "?")
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in `text` (see the module docstring for what a token is)."""
+    return len(TOKEN_RE.findall(text))
+
+
+def chat_template(messages: list[tuple[str, str]]) -> str:
+    """The prompt a chat turns into: `<|role|>` headers, one line break around each content."""
+    return "".join(f"<|{role}|>\n{content}\n" for role, content in messages) + "<|assistant|>\n"
+
+
+CHAT_OVERHEAD_TOKENS = count_tokens(chat_template([("user", "")]))  # one user message, no content
+
+
+def generate_pieces(n_tokens: int, seed: int) -> list[str]:
+    """`n_tokens` token strings whose concatenation is a well-formed text of exactly `n_tokens` tokens."""
+    rng = random.Random(seed)
+    words = rng.choices(_WORDS, k=n_tokens)
+    pieces: list[str] = []
+    capital = True
+    since_stop = 0
+    for i in range(n_tokens):
+        # Close a sentence every 6–14 words (a punctuation mark is one token), never as the first piece.
+        if since_stop >= 6 and i > 0 and pieces[-1][-1].isalnum() and rng.random() < 0.15:
+            pieces.append(rng.choice(_SENTENCE_END))
+            capital = True
+            since_stop = 0
+            continue
+        word = words[i]
+        if capital:
+            word = word.capitalize()
+            capital = False
+        pieces.append(word if i == 0 else " " + word)
+        since_stop += 1
+    return pieces
+
+
+def make_text(n_tokens: int, seed: int) -> str:
+    return "".join(generate_pieces(n_tokens, seed))
+
+
+def filler_words(n_words: int, seed: int = 0) -> str:
+    """Text of exactly `n_words` tokens (space-separated short words), for building prompts."""
+    rng = random.Random(seed)
+    return " ".join(rng.choices(_WORDS, k=n_words))
+
+
+def chat_content_for(prompt_tokens: int, seed: int = 0) -> str:
+    """A user message whose chat prompt (`chat_template`) counts `prompt_tokens` tokens (at least the
+    template's own overhead)."""
+    return filler_words(max(0, prompt_tokens - CHAT_OVERHEAD_TOKENS), seed)

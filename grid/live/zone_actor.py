@@ -1,0 +1,244 @@
+"""A zone actor: one availability zone's serving model (`grid.serving.zone.Zone`) driven in wall time.
+
+The actor owns a `Zone` and a clock `now = time.monotonic() − t0`. Its loop advances the model to
+`now`, turns the model's events into updates for the gateway, and sleeps until the earlier of the
+model's `next_event_time()` and the next stream tick; `submit` wakes it early. Between events the
+model is analytic, so the actor costs nothing per token except at stream ticks, when it reads
+`generated_tokens(request, now)` for the streaming requests that advanced.
+
+Transport (actor ↔ gateway), chosen for hundreds of requests/s on 2 cores:
+- **submit**: the gateway batches the requests that reached a zone since its last call into one
+  `submit([...])` (one call in flight per zone; Nagle-like), answered with admitted/rejected flags
+  and any updates already pending (so a request served at once needs one round trip).
+- **updates**: one long-poll per zone, not per request: `poll(max_wait_s)` returns every update the
+  zone produced since the previous call (first tokens, token counts at stream ticks, completions,
+  failures) as plain tuples, as soon as there is at least one.
+So actor calls scale with zones × stream ticks and with batches of arrivals, not with requests ×
+tokens. A per-request Ray streaming generator (`num_returns="streaming"`) costs one Ray object per
+yielded chunk — at 20 ms chunks, 50 objects/s per active request, i.e. ≈15k objects/s for 300
+concurrent streams, several times what Ray carries on this machine (≈3–4k calls/s); measured in
+benchmarks/RESULTS.md ("Live grid"), the multiplexed long-poll needs ≈1 call per zone per tick.
+
+Time: the model's times, not the transport's. A submitted request carries the time it reaches the
+zone (`at_s`, on the actor's clock: the gateway's arrival + rtt/2, translated with its estimate of the
+clock offset); the actor admits it then — or at the model's current time if the model has already
+moved past it — so a late Ray call or a busy CPU does not shift the request. Updates are tuples
+`(request id, kind, tokens, t_s, first_s)` stamped with the model time the tokens were produced:
+kind FIRST (the first token, at its time), TOKENS (tokens so far, at a stream tick), DONE (all
+output tokens, at the finish; `first_s` = the first token's time) and FAILED. The gateway delivers
+each one at t_s + rtt/2 (its clock), or at once if the update arrives later than that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+from grid.scenario import GpuProfile
+from grid.serving.request import Request
+from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
+
+UPDATE_FIRST, UPDATE_TOKENS, UPDATE_DONE, UPDATE_FAILED = 0, 1, 2, 3
+ADMITTED, BUSY, DOWN = 0, 1, 2  # submit answers: taken; refused (queue full, too large); zone down
+MAX_CONCURRENCY = 256  # submit, poll, report, cancel run concurrently on the actor's event loop
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class ZoneActor:
+    """Wrapped with `ray.remote(num_cpus=0, max_concurrency=...)` by grid.live.cluster."""
+
+    def __init__(
+        self, zone_id: str, region: str, profile: GpuProfile, replicas: int, max_queue: int, stream_interval_s: float
+    ) -> None:
+        self.zone_id = zone_id
+        self.region = region
+        self.zone = Zone(profile, replicas, max_queue)
+        self.stream_interval_s = stream_interval_s
+        self._t0 = time.monotonic()
+        self._requests: dict[int, Request] = {}
+        self._streaming: dict[int, list] = {}  # id -> [request, tokens already reported]
+        self._outbox: list[tuple[int, int, int, float, float]] = []
+        self._poll_waiter: asyncio.Future | None = None
+        self._wake: asyncio.Future | None = None
+        self._next_tick = math.inf
+        self._task: asyncio.Task | None = None
+        self._t_model = 0.0  # the latest time the model has been advanced to
+        self.received = 0  # submissions ever received (admitted or not): the gateway's in-transit count
+
+    def _now(self) -> float:
+        return time.monotonic() - self._t0
+
+    # --- called by the gateway ---------------------------------------------------------------
+
+    async def start(self) -> str:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return self.zone_id
+
+    async def submit(self, batch: list[tuple[int, int, int, int, bool, float]]) -> tuple[list[int], list[tuple]]:
+        """Admit `(id, population, prompt_tokens, output_tokens, stream, at_s)` requests, each at
+        `at_s` (actor clock; clamped to [model time, now]); answers one of ADMITTED, BUSY, DOWN per
+        request, plus every pending update (piggybacked: a fast request may already be done)."""
+        now = self._now()
+        zone = self.zone
+        accepted = []
+        for rid, population, prompt, output, stream, at_s in batch:
+            self.received += 1
+            t = min(now, max(at_s, self._t_model))
+            self._advance(t)  # the model must be current before it takes new work
+            request = Request(rid, population, prompt, output, t)
+            if zone.admit(request, t):
+                self._requests[rid] = request
+                if stream:
+                    self._streaming[rid] = [request, 0]
+                accepted.append(ADMITTED)
+            else:
+                accepted.append(DOWN if not zone.up or zone.replicas == 0 else BUSY)
+        self._advance(now)
+        if self._wake is not None:
+            _resolve(self._wake)
+        out, self._outbox = self._outbox, []
+        return accepted, out
+
+    async def poll(self, max_wait_s: float = 1.0) -> list[tuple[int, int, int, float, float]]:
+        """Every update since the last call; waits up to `max_wait_s` for the first one."""
+        if not self._outbox:
+            loop = asyncio.get_running_loop()
+            waiter = self._poll_waiter = loop.create_future()
+            handle = loop.call_later(max_wait_s, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+                self._poll_waiter = None
+        out, self._outbox = self._outbox, []
+        return out
+
+    async def cancel(self, ids: list[int]) -> int:
+        now = self._now()
+        self._advance(now)
+        done = 0
+        for rid in ids:
+            request = self._requests.pop(rid, None)
+            self._streaming.pop(rid, None)
+            if request is not None and self.zone.cancel(request, now):
+                done += 1
+        if self._wake is not None:
+            _resolve(self._wake)
+        return done
+
+    async def report(self) -> dict:
+        """The load report (and the integrals a run report needs)."""
+        now = self._now()
+        self._advance(now)
+        zone = self.zone
+        zone._account(now)  # bring the time integrals up to now
+        capacity = zone.kv_cache_tokens * zone.replicas
+        return {
+            "zone": self.zone_id,
+            "region": self.region,
+            "up": zone.up,
+            "outstanding": zone.in_system,
+            "waiting": zone.queued,
+            "running": zone.in_system - zone.queued,
+            "kv_usage": zone.kv_used / capacity if capacity else 0.0,
+            "utilization": zone.utilization(now),
+            "ttft_ewma_s": zone.ttft_ewma_s,
+            "slow_factor": zone.slow_factor,
+            "report_s": now,
+            "received": self.received,
+            "work_s": zone.work_s,
+            "area_queued": zone.area_queued,
+            "area_in_system": zone.area_in_system,
+        }
+
+    async def fail_all(self) -> int:
+        now = self._now()
+        self._advance(now)
+        events = self.zone.fail_all(now)
+        self._dispatch(events, now)
+        return len(events)
+
+    async def restore(self) -> None:
+        self.zone.restore(self._now())
+
+    async def set_slow_factor(self, factor: float) -> None:
+        now = self._now()
+        self._advance(now)
+        self.zone.set_slow_factor(factor, now)
+        if self._wake is not None:
+            _resolve(self._wake)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.stream_interval_s
+        while True:
+            now = self._now()
+            self._advance(now)
+            if self._streaming:
+                if now >= self._next_tick:
+                    self._stream_tick(now)
+                    self._next_tick = now + interval
+            else:
+                self._next_tick = math.inf
+            t_next = min(self.zone.next_event_time(), self._next_tick)
+            delay = t_next - self._now()
+            if delay <= 0:
+                await asyncio.sleep(0)  # let submits and polls in
+                continue
+            wake = self._wake = loop.create_future()
+            handle = loop.call_later(delay, _resolve, wake) if math.isfinite(delay) else None
+            await wake
+            self._wake = None
+            if handle is not None:
+                handle.cancel()
+
+    def _advance(self, now: float) -> None:
+        if now > self._t_model:
+            self._t_model = now
+        events = self.zone.advance(now)
+        if events:
+            self._dispatch(events, now)
+
+    def _dispatch(self, events, now: float) -> None:
+        outbox = self._outbox
+        for kind, request in events:
+            rid = request.id
+            if kind == FIRST_TOKEN:
+                entry = self._streaming.get(rid)
+                if entry is not None:
+                    entry[1] = 1
+                    outbox.append((rid, UPDATE_FIRST, 1, request.first_token_s, request.first_token_s))
+                    if self._next_tick == math.inf:
+                        self._next_tick = now + self.stream_interval_s
+            elif kind == FINISHED:
+                self._requests.pop(rid, None)
+                self._streaming.pop(rid, None)
+                outbox.append((rid, UPDATE_DONE, request.output_tokens, request.finish_s, request.first_token_s))
+            elif kind == FAILED:
+                self._requests.pop(rid, None)
+                self._streaming.pop(rid, None)
+                outbox.append((rid, UPDATE_FAILED, 0, now, request.first_token_s))
+        if outbox and self._poll_waiter is not None:
+            _resolve(self._poll_waiter)
+
+    def _stream_tick(self, now: float) -> None:
+        zone = self.zone
+        outbox = self._outbox
+        for rid, entry in self._streaming.items():
+            request = entry[0]
+            if request.first_token_s < 0.0:
+                continue
+            tokens = zone.generated_tokens(request, now)
+            if tokens > entry[1]:
+                entry[1] = tokens
+                outbox.append((rid, UPDATE_TOKENS, tokens, now, request.first_token_s))
+        if outbox and self._poll_waiter is not None:
+            _resolve(self._poll_waiter)

@@ -1,0 +1,48 @@
+"""One real local Ray instance per test session, and one real gateway on a loopback port over it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from grid.live.cluster import start_ray, stop_ray
+from grid.live.gateway import GatewaySettings
+from grid.live.server import build_live_grid, free_port, uvicorn_server
+from grid.scenario import load_scenario
+
+HERE = Path(__file__).resolve().parent
+SMALL_SCENARIO = HERE / "small.yaml"
+FIDELITY_SCENARIO = HERE / "fidelity.yaml"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    start_ray(None, num_cpus=2)
+    yield
+    stop_ray()
+
+
+@pytest.fixture(scope="session")
+def live(ray_session):
+    """The small scenario served live: zone actors on Ray, uvicorn on 127.0.0.1 in a thread."""
+    scenario = load_scenario(str(SMALL_SCENARIO))
+    grid = build_live_grid(scenario, GatewaySettings(), stream_interval_s=0.01)
+    port = free_port()
+    server = uvicorn_server(grid.app, "127.0.0.1", port)
+    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=30) as client:
+        yield SimpleNamespace(url=url, scenario=scenario, grid=grid, client=client, model=scenario.model.name)
+    server.should_exit = True
+    thread.join(15)
+    grid.close()  # the session owns Ray: this stops the actors only

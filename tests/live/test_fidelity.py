@@ -1,0 +1,24 @@
+"""Live vs simulated on the fidelity scenario (≈52% utilization): same arrivals, 40 s, real Ray + HTTP.
+
+Targets (issue 3): p50 TTFT and E2E within 10% of the simulator, p99 within 20%. The full 60 s run
+and its figures are in benchmarks/live_fidelity.py and benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+from grid.live.experiment import fidelity_misses, run_live, run_simulated
+from grid.scenario import load_scenario
+
+from .conftest import FIDELITY_SCENARIO
+
+
+def test_live_matches_simulated_at_moderate_load(ray_session):
+    scenario = load_scenario(str(FIDELITY_SCENARIO))
+    duration_s, seed = 40.0, scenario.seed
+    live = run_live(scenario, None, duration_s, 1.0, seed, drain_s=10.0, log=lambda *a, **k: None)
+    sim = run_simulated(scenario, None, duration_s, 1.0, seed)
+    assert live.report.grid.arrivals == sim.grid.arrivals
+    assert live.report.grid.rejected == live.report.grid.failed == 0
+    assert abs(live.report.grid.completed - sim.grid.completed) <= 0.02 * sim.grid.completed + 2
+    assert 0.3 <= live.report.totals["utilization"] <= 0.6
+    assert fidelity_misses(live.report, sim) == []
