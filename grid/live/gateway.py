@@ -48,7 +48,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from grid.demand.arrivals import size_sampler
@@ -61,10 +61,12 @@ from grid.report import ZoneFigures
 from grid.routing.registry import make_policy
 from grid.routing.view import GridView
 from grid.scenario import Scenario
-from grid.serving.request import ERROR, LENGTH, REJECTED, STOP
+from grid.serving.request import CANCELLED, ERROR, LENGTH, REJECTED, STOP
 from grid.serving.request import Request as GridRequest
 from grid.sim.simulator import build_zone_views
 from grid.stats import RunStats
+from grid.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from grid.telemetry.metrics import GridMetrics
 from grid.world import World, build_world
 
 LIVE_REPORT_INTERVAL_S = 0.1  # load-report period when the scenario asks for fresh reports (0)
@@ -204,6 +206,7 @@ class GridGateway:
         self.created = int(time.time())
         self._tasks: list[asyncio.Task] = []
         self.on_request_end: list[Callable[[RequestRecord], None]] = []
+        self.metrics: GridMetrics | None = None  # set by create_app: the Prometheus families
 
     # --- clock and lifecycle -------------------------------------------------------------------
 
@@ -290,8 +293,17 @@ class GridGateway:
                 zv.report_s = asked
                 zv.sent_since_report = max(0, self.sent_total[i] - report["received"])
             changed |= was_up != zv.up
+            if self.metrics is None:
+                continue
+            if self.reports[i] is None:
+                self.metrics.set_zone_up(i, False)
+            else:
+                age_s = max(0.0, self.now() - zv.report_s)
+                self.metrics.observe_zone_report(i, zv.up, zv.running, zv.waiting, zv.kv_usage, zv.utilization, age_s)
         if changed:
             view.refresh_candidates()
+        if self.metrics is not None:
+            self.metrics.tick(self.now())
 
     async def _report_loop(self) -> None:
         interval = self.report_interval_s
@@ -400,7 +412,9 @@ class GridGateway:
                 retry_after_s=self.settings.retry_after_s,
                 headers={"x-grid-population": pop_id},
             )
+        decided = time.perf_counter()
         zi = self.policy.choose(request, view)
+        decision_s = time.perf_counter() - decided
         request.zone = zi
         rtt = view.rtt_s[population][zi]
         zone_id = self.world.zone_ids[zi]
@@ -423,6 +437,8 @@ class GridGateway:
         if self._jitter_ratio > 0:
             rtt *= 1.0 + self._jitter.expovariate(1.0 / self._jitter_ratio)
         request.rtt_s = rtt
+        if self.metrics is not None:
+            self.metrics.observe_route(population, zi, decision_s, rtt)
         half = 0.5 * rtt
         headers["x-grid-rtt-ms"] = f"{rtt * 1000:.1f}"
         view.zones[zi].sent_since_report += 1
@@ -570,6 +586,20 @@ class GridGateway:
         request.status = status
         if self._observe is not None:
             self._observe(request)
+        if self.metrics is not None:
+            try:
+                ttft, e2e = (times[0], times[1]) if times else (None, None)
+                self.metrics.observe_request_end(
+                    request,
+                    request.population,
+                    request.zone if request.zone >= 0 else None,
+                    ttft,
+                    e2e,
+                    None,
+                    CANCELLED if status == "abort" else status,
+                )
+            except Exception:  # a metrics bug must not fail requests
+                log.exception("metrics: observe_request_end failed")
         if not self.on_request_end:
             return
         zi = request.zone
@@ -657,7 +687,7 @@ def create_app(
     app.state.gateway = gateway
     app.state.registry = registry
     app.state.on_request_end = gateway.on_request_end
-    _install_grid_metrics(gateway, registry)
+    gateway.metrics = app.state.metrics = GridMetrics(registry, scenario, policy=gateway.policy.name)
 
     @app.exception_handler(api.ApiError)
     async def _api_error(_request: Request, exc: api.ApiError):
@@ -710,31 +740,11 @@ def create_app(
         return JSONResponse(body, status_code=200 if up else 503)
 
     @app.get("/metrics")
-    async def metrics():
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    def metrics():  # a plain def: exposition runs in a worker thread, off the event loop
+        return Response(gateway.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/grid/zones")
     async def grid_zones():
         return gateway.zones_json()
 
     return app
-
-
-def _install_grid_metrics(gateway: GridGateway, registry: CollectorRegistry) -> None:
-    """The gateway's own `grid_` families; vLLM's families attach through `on_request_end`."""
-    requests = Counter(
-        "grid_gateway_requests",
-        "Requests ended at the gateway, by population, zone and status.",
-        ["population", "zone", "status"],
-        registry=registry,
-    )
-    in_flight = Gauge("grid_gateway_in_flight", "Requests routed and not yet ended.", registry=registry)
-    in_flight.set_function(lambda: len(gateway.live))
-    up = Gauge("grid_zone_up", "1 if the zone's last load report said up.", ["zone", "region"], registry=registry)
-    for zv in gateway.view.zones:
-        up.labels(zone=zv.zone_id, region=zv.region).set_function(lambda zv=zv: 1.0 if zv.up else 0.0)
-
-    def count(record: RequestRecord) -> None:
-        requests.labels(population=record.population, zone=record.zone or "none", status=record.status).inc()
-
-    gateway.on_request_end.append(count)

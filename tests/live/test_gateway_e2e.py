@@ -256,8 +256,9 @@ def test_grid_zones_and_metrics(live):
     assert sum(z["sent_total"] for z in zones["zones"]) >= 3
     metrics = live.client.get("/metrics")
     assert metrics.status_code == 200
-    assert 'grid_gateway_requests_total{population="berlin"' in metrics.text
+    assert 'grid_requests_total{population="berlin"' in metrics.text
     assert 'grid_zone_up{region="mexico",zone="mexico-1"} 1.0' in metrics.text
+    assert 'vllm:time_to_first_token_seconds_bucket{' in metrics.text
 
 
 def test_run_stats_are_fed(live):
