@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     from grid.bench.cli import add_bench_parser
 
     add_bench_parser(commands)
+    from grid.capacity.cli import add_plan_parser, add_sweep_parser
+
+    add_sweep_parser(commands)
+    add_plan_parser(commands)
     return parser
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,25 +138,61 @@ def _repo_paths() -> list[str]:
     return list(dict.fromkeys([root, os.getcwd(), *extra]))
 
 
-def run_all(specs: list[RunSpec], ray_address: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Run every spec as a Ray task (one CPU each) on all local cores, or on the cluster at
-    `ray_address`; results in the order of `specs`."""
+def _init_ray(ray_address: str | None, num_cpus: int | None) -> None:
     import ray
-    from tqdm import tqdm
 
     if ray_address:
         runtime_env = {"working_dir": os.getcwd(), "excludes": [".venv", ".git", "*.png", "results.json"]}
         ray.init(address=ray_address, runtime_env=runtime_env, log_to_driver=False)
     else:
         env = {"PYTHONPATH": os.pathsep.join(_repo_paths())}
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False)
+        cpus = num_cpus or os.cpu_count()
+        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False)
+
+
+@contextmanager
+def ray_session(ray_address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Ray for the duration of a block: all local cores (or `num_cpus` of them), or the cluster at
+    `ray_address`. Nested sessions and `run_all` calls inside reuse it, so a caller that fans out
+    several rounds (the capacity planner) pays Ray's start-up once."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    _init_ray(ray_address, num_cpus)
     try:
-        task = ray.remote(num_cpus=1, max_retries=0)(run_one)
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_all(
+    specs: list[Any],
+    ray_address: str | None = None,
+    progress: bool = True,
+    *,
+    fn: Callable[[Any], dict[str, Any]] = run_one,
+    desc: str = "bench",
+    unit: str = "run",
+    on_result: Callable[[int, dict[str, Any]], None] | None = None,
+    num_cpus: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run `fn(spec)` for every spec as a Ray task (one CPU each) on all local cores (or `num_cpus`),
+    or on the cluster at `ray_address`; results in the order of `specs`. `on_result(i, result)` is
+    called in the driver as each finishes (to cache it, say). `fn` defaults to one bench run."""
+    import ray
+    from tqdm import tqdm
+
+    if not specs:
+        return []
+    with ray_session(ray_address, num_cpus):
+        task = ray.remote(num_cpus=1, max_retries=0)(fn)
         refs = [task.remote(spec) for spec in specs]
         position = {ref: i for i, ref in enumerate(refs)}
         results: list[dict[str, Any] | None] = [None] * len(refs)
         pending = list(refs)
-        with tqdm(total=len(refs), unit="run", desc="bench", disable=not progress, file=sys.stderr) as bar:
+        with tqdm(total=len(refs), unit=unit, desc=desc, disable=not progress, file=sys.stderr) as bar:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
@@ -165,7 +203,7 @@ def run_all(specs: list[RunSpec], ray_address: str | None = None, progress: bool
                         if isinstance(cause, GridInputError):
                             raise GridInputError(str(cause)) from None
                         raise
+                    if on_result is not None:
+                        on_result(position[ref], results[position[ref]])
                     bar.update(1)
         return results  # type: ignore[return-value]
-    finally:
-        ray.shutdown()
