@@ -7,13 +7,14 @@ per replica so big and small zones compare fairly. Ties go to the nearer zone.
 from __future__ import annotations
 
 import bisect
+import collections
 import itertools
 import math
 
 from grid.routing.policy import Policy
 from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
 from grid.routing.view import GridView
-from grid.serving.request import Request
+from grid.serving.request import LENGTH, STOP, Request
 
 
 class Nearest(Policy):
@@ -160,6 +161,46 @@ class LatencyAware(Policy):
             if predicted < best_s - 1e-3:
                 best, best_s = zone, predicted
         return best if best >= 0 else fallback
+
+
+class Hedged(LatencyAware):
+    """latency_aware, plus a second copy to the next-best zone when the first token is later than the
+    population's recent p95 TTFT ("The Tail at Scale", Dean & Barroso 2013). The first copy to
+    produce a token wins; the other is cancelled and frees its zone. Copies are capped at
+    `hedge_budget` (5%) of requests. The simulator drives the hedge through `hedge_after_s` and
+    `choose_hedge`; a driver without hedging support routes it as latency_aware.
+    """
+
+    name = "hedged"
+    hedge_budget = 0.05
+    hedge_quantile = 0.95
+    window = 500  # recent first-token times kept per population
+    warmup = 50  # no hedging before this many observations
+
+    def __init__(self, rng=None) -> None:
+        super().__init__(rng)
+        self._recent: dict[int, collections.deque[float]] = {}
+        self._threshold_s: dict[int, float] = {}
+
+    def hedge_after_s(self, request: Request, view: GridView) -> float | None:
+        """Client-side delay after which a request without a first token gets a second copy."""
+        return self._threshold_s.get(request.population)
+
+    def choose_hedge(self, request: Request, view: GridView) -> int | None:
+        """The best other zone by predicted TTFT (None if there is none)."""
+        others = [z for z in view.candidates[request.population] if z != request.zone]
+        if not others:
+            return None
+        return min(others, key=lambda z: predicted_ttft_s(request, view, z, self.stale_after_s))
+
+    def observe(self, request: Request) -> None:
+        if request.first_token_s < 0.0 or request.status not in (STOP, LENGTH):
+            return
+        recent = self._recent.setdefault(request.population, collections.deque(maxlen=self.window))
+        recent.append(request.first_token_s + 0.5 * request.rtt_s - request.arrival_s)
+        if len(recent) >= self.warmup and len(recent) % 25 == 0:
+            ordered = sorted(recent)
+            self._threshold_s[request.population] = ordered[int(self.hedge_quantile * (len(ordered) - 1))]
 
 
 # --- SLO-, price- and carbon-aware policies ---------------------------------------------------------

@@ -19,6 +19,7 @@ POLICIES: dict[str, type] = {
         policies.LeastOutstanding,
         policies.PowerOfTwoChoices,
         policies.LatencyAware,
+        policies.Hedged,
         policies.SloSpillover,
         policies.CostAware,
         policies.CarbonAware,

@@ -35,6 +35,7 @@ class Request:
         "status",
         "cancelled",
         "attempts",
+        "twin",
     )
 
     def __init__(
@@ -63,6 +64,7 @@ class Request:
         self.status = ""
         self.cancelled = False
         self.attempts = 0
+        self.twin: Request | None = None  # the other copy of a hedged request, while both are open
 
     @property
     def kv_tokens(self) -> int:

@@ -24,14 +24,14 @@ from grid.routing.policy import Policy
 from grid.routing.registry import make_policy
 from grid.routing.view import GridView, ZoneView
 from grid.scenario import Scenario
-from grid.serving.request import ERROR, REJECTED, Request
-from grid.serving.zone import FAILED, FINISHED, Zone
+from grid.serving.request import CANCELLED, ERROR, REJECTED, Request
+from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
 from grid.stats import RunStats
 from grid.world import World, build_world
 
 INF = math.inf
 UTILIZATION_WINDOW_S = 1.0
-_DELIVER, _ZONE, _FAULT, _REPORT = 0, 1, 2, 3
+_DELIVER, _ZONE, _FAULT, _REPORT, _HEDGE = 0, 1, 2, 3, 4
 RECORD_FIELDS = (
     "id", "population", "zone", "arrival_s", "prompt_tokens", "output_tokens", "rtt_ms",
     "status", "ttft_s", "tpot_s", "e2e_s", "queue_s",
@@ -100,6 +100,7 @@ class Simulation:
         self.records_path = Path(records_path) if records_path else None
         self.progress = progress
         self.in_flight = 0
+        self.hedges: dict[str, int] = {"sent": 0, "won": 0, "cancelled": 0}
 
     def _arrivals(self, rng: np.random.Generator):
         s = self.scenario
@@ -131,6 +132,8 @@ class Simulation:
             "seed": self.seed,
             "rate_scale": self.rate_scale,
         }
+        if self.hedges["sent"]:
+            meta["hedges"] = dict(self.hedges)
         return build_report(self.scenario, self.world, self.stats, figures, self.duration_s, meta, self.in_flight)
 
     def _loop(self, arrivals, jitter_rng: np.random.Generator, writer) -> None:  # noqa: C901 — the hot loop
@@ -169,6 +172,26 @@ class Simulation:
         next_id = 0
         in_flight = 0
         progress = _Progress(end_s) if self.progress else None
+        # Hedging (policies with `hedge_after_s` and `choose_hedge`, e.g. `hedged`): a second copy when
+        # the first token is late, the loser cancelled at the winner's first token.
+        hedge_after = getattr(policy, "hedge_after_s", None)
+        hedge_cap = getattr(policy, "hedge_budget", 0.0)
+        hedges = self.hedges = {"sent": 0, "won": 0, "cancelled": 0}
+
+        def drop_twin(winner: Request, now: float) -> None:
+            """The winner's first token is out: cancel the other copy and free its zone. (A hedged
+            request is one request in flight however many copies it has.)"""
+            loser = winner.twin
+            winner.twin = loser.twin = None
+            if loser.status:
+                return
+            hedges["cancelled"] += 1
+            hedges["won"] += winner.attempts  # attempts = 1 marks the hedge copy
+            if loser.admit_s >= 0.0 and zones[loser.zone].cancel(loser, now):
+                reschedule(loser.zone)
+            else:  # still on its way to the zone: dropped on delivery
+                loser.cancelled = True
+                loser.status = CANCELLED
 
         def end_request(request: Request, status_kind: int) -> None:
             """Record an ended request (finished or failed) for stats and records."""
@@ -188,6 +211,14 @@ class Simulation:
                 _write_record(writer, request, ttft, tpot, e2e, queue)
             if observe is not None:
                 observe(request)
+
+        def end_or_drop(request: Request, status_kind: int) -> bool:
+            """End a request; a failed copy of a hedged request whose twin lives on just goes (False)."""
+            if request.twin is not None:
+                request.twin.twin = request.twin = None
+                return False
+            end_request(request, status_kind)
+            return True
 
         def refresh(zi: int, now: float) -> None:
             zone, zv = zones[zi], zone_views[zi]
@@ -230,19 +261,30 @@ class Simulation:
                             continue  # superseded wake-up
                         zone_next[payload] = INF
                         for event_kind, request in zones[payload].advance(t):
-                            if event_kind in (FINISHED, FAILED):
+                            if request.twin is not None:
+                                if event_kind == FIRST_TOKEN:
+                                    drop_twin(request, t)
+                                elif event_kind == FAILED:  # its twin lives on: this copy just goes
+                                    request.twin.twin = request.twin = None
+                                    continue
+                            if event_kind != FIRST_TOKEN:
                                 in_flight -= 1
                                 end_request(request, event_kind)
                         reschedule(payload)
                         if fresh:
                             refresh(payload, t)
                     elif kind == _DELIVER:
+                        if payload.cancelled:
+                            continue  # a hedge loser cancelled on its way
                         zi = payload.zone
                         zone = zones[zi]
                         if zone.admit(payload, t):
                             reschedule(zi)
                             if fresh:
                                 refresh(zi, t)
+                            continue
+                        if payload.twin is not None:  # refused, but its twin lives on
+                            payload.twin.twin = payload.twin = None
                             continue
                         in_flight -= 1
                         if not zone.up:  # sent to a dead zone: the connection fails
@@ -266,8 +308,29 @@ class Simulation:
                         if t + tick_s <= end_s:
                             heappush(heap, (t + tick_s, seq, _REPORT, None))
                             seq += 1
+                    elif kind == _HEDGE:
+                        original = payload
+                        if original.status or original.twin is not None:
+                            continue  # ended already
+                        if original.first_token_s >= 0.0:
+                            continue  # its first token exists (at worst still on its way to the client)
+                        if hedges["sent"] >= hedge_cap * (next_id - hedges["sent"]):
+                            continue  # over the extra-work budget
+                        view.now_s = t
+                        zb = policy.choose_hedge(original, view)
+                        if zb is None or zb == original.zone or rtt[original.population][zb] == INF:
+                            continue
+                        copy = Request(next_id, original.population, original.prompt_tokens, original.output_tokens,
+                                       original.arrival_s)  # fmt: skip
+                        next_id += 1
+                        copy.zone, copy.rtt_s, copy.attempts = zb, rtt[original.population][zb], 1
+                        copy.twin, original.twin = original, copy
+                        hedges["sent"] += 1
+                        zone_views[zb].sent_since_report += 1
+                        heappush(heap, (t + 0.5 * copy.rtt_s, seq, _DELIVER, copy))
+                        seq += 1
                     else:
-                        in_flight -= self._apply_fault(payload, t, end_request, reschedule, refresh)
+                        in_flight -= self._apply_fault(payload, t, end_or_drop, reschedule, refresh)
                         rtt = view.rtt_s
                     continue
                 if chunk is None:
@@ -311,6 +374,11 @@ class Simulation:
                 in_flight += 1
                 heappush(heap, (t_arrival + 0.5 * rtt_s, seq, _DELIVER, request))
                 seq += 1
+                if hedge_after is not None:
+                    delay_s = hedge_after(request, view)
+                    if delay_s is not None:
+                        heappush(heap, (t_arrival + delay_s, seq, _HEDGE, request))
+                        seq += 1
             if progress and chunk is not None and times:
                 progress.update(times[-1])
         for zone in zones:
@@ -320,13 +388,13 @@ class Simulation:
             progress.close()
 
     def _apply_fault(self, action, t, end_request, reschedule, refresh) -> int:
-        """Apply one fault action at `t`; returns how many in-flight requests it ended."""
+        """Apply one fault action at `t`; returns how many in-flight requests it ended
+        (`end_request` returns whether it ended one)."""
         ended = 0
         view = self.view
         if action.kind == ZONE_DOWN:
             for _, request in self.zones[action.zone].fail_all(t):
-                end_request(request, FAILED)
-                ended += 1
+                ended += end_request(request, FAILED)
         elif action.kind == ZONE_UP:
             self.zones[action.zone].restore(t)
             reschedule(action.zone)
