@@ -37,6 +37,9 @@ class RunSpec:
     duration_s: float | None
 
 
+OPTIONAL_POLICY_HOOKS = ("hedge_after_s", "choose_hedge", "hedge_budget")
+
+
 class _Sampled:
     """Wraps a policy (same interface) and samples the zones' reported utilization every
     `every_s` of simulated time from the view it is handed: a utilization time series without a
@@ -54,6 +57,9 @@ class _Sampled:
 
         if inner_observe is not None and inner_observe is not Policy.observe:
             self.observe = inner.observe
+        for hook in OPTIONAL_POLICY_HOOKS:  # the driver looks these up on the policy it is handed
+            if hasattr(inner, hook):
+                setattr(self, hook, getattr(inner, hook))
 
     def choose(self, request, view) -> int:
         if view.now_s >= self.next_s:

@@ -45,3 +45,11 @@ def test_another_seed_gives_other_arrivals(tmp_path):
     a = [r["arrival_s"] for r in _records(tmp_path, "nearest", seed=3)[:50]]
     b = [r["arrival_s"] for r in _records(tmp_path, "nearest", seed=4)[:50]]
     assert a != b
+
+
+def test_the_sampling_wrapper_keeps_the_hedging_hooks():
+    from grid.bench.runner import _Sampled
+    from grid.routing.policies import Hedged
+
+    wrapped = _Sampled(Hedged(), every_s=10.0)
+    assert wrapped.hedge_after_s.__self__ is wrapped.inner and wrapped.hedge_budget == Hedged.hedge_budget
