@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(commands)
     add_plan_parser(commands)
+    from grid.fault_cli import add_fault_parser
+
+    add_fault_parser(commands)
     from grid.loadtest import add_loadtest_parser
 
     add_loadtest_parser(commands)

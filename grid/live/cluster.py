@@ -8,6 +8,8 @@ region fit on one such machine). A cluster that lacks a region's resource is an 
 unless `require_region_resources=False`, which places those zones anywhere.
 
 Zone actors are asynchronous and mostly wait, so they take `num_cpus=0` and a `max_concurrency`.
+They restart when killed (`max_restarts=-1`, i.e. always; a live `zone_down` fault kills one): the
+new process is an empty zone (see grid.live.zone_actor, "Restarts").
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from grid.scenario import Scenario
 from grid.world import World
 
 REGION_RESOURCE_SHARE = 0.01  # per zone actor: up to 100 zones of a region on one machine
+ZONE_MAX_RESTARTS = -1  # Ray restarts a killed zone actor every time
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ def start_zone_actors(
     actors, regions = [], []
     for zone_id in world.zone_ids:
         spec = scenario.zones[zone_id]
-        options: dict = {"num_cpus": 0, "max_concurrency": MAX_CONCURRENCY, "max_restarts": 0}
+        options: dict = {"num_cpus": 0, "max_concurrency": MAX_CONCURRENCY, "max_restarts": ZONE_MAX_RESTARTS}
         if name_prefix:
             options["name"] = f"{name_prefix}{zone_id}"
         if use_region_resources:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from grid.errors import GridInputError
@@ -25,8 +26,14 @@ def up(args) -> int:
 
     scenario = load_scenario(_arg(args, "scenario", DEFAULT_SCENARIO), dict(_arg(args, "overrides", [])))
     host, port = _arg(args, "host", "127.0.0.1"), int(_arg(args, "port", 8000))
+    from grid.live.security import parse_api_keys
+
     settings = GatewaySettings(
-        policy=_arg(args, "policy"), default_population=_arg(args, "default_population"), seed=_arg(args, "seed")
+        policy=_arg(args, "policy"),
+        default_population=_arg(args, "default_population"),
+        seed=_arg(args, "seed"),
+        admin_token=os.environ.get("GRID_ADMIN_TOKEN") or None,  # unset: no admin endpoints
+        api_keys=parse_api_keys(os.environ.get("GRID_API_KEYS")),  # unset: inference is open
     )
     grid = build_live_grid(scenario, settings, ray_address=_arg(args, "ray_address"))
     try:
@@ -36,7 +43,9 @@ def up(args) -> int:
             f"grid up: scenario {scenario.name} · policy {gateway.policy.name} · {len(grid.zones.actors)} zone actors "
             f"({placement}) · model {scenario.model.name}\n"
             f"  OpenAI API on http://{host}:{port}/v1 · zones http://{host}:{port}/grid/zones · "
-            f"metrics http://{host}:{port}/metrics · Ctrl-C to stop",
+            f"metrics http://{host}:{port}/metrics · Ctrl-C to stop\n"
+            f"  admin API {'on (GRID_ADMIN_TOKEN)' if settings.admin_token else 'off (set GRID_ADMIN_TOKEN)'} · "
+            f"API keys {len(settings.api_keys) or 'off (set GRID_API_KEYS)'}",
             file=sys.stderr,
             flush=True,
         )

@@ -2,8 +2,10 @@
 
 Bodies are validated by pydantic from the raw bytes; a bad body is a **400** in OpenAI's error shape
 (`{"error": {"message", "type", "param", "code"}}`), as vLLM and SGLang answer, never FastAPI's 422.
-Unknown fields are ignored (clients send many). `ignore_eos` (vLLM's extension, used by `vllm bench
-serve`) makes the answer exactly `max_tokens` long — the load generator uses it to replay a trace.
+Unknown fields are ignored (clients send many). Integer and boolean fields are strict (`"max_tokens":
+true` or `"stream": "yes"` is a 400, not 1 or True), as OpenAI's API answers. `ignore_eos` (vLLM's
+extension, used by `vllm bench serve`) makes the answer exactly `max_tokens` long — the load
+generator uses it to replay a trace.
 """
 
 from __future__ import annotations
@@ -18,22 +20,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    include_usage: bool = False
+    include_usage: bool = Field(default=False, strict=True)
 
 
 class _Common(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, strict=True)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    n: int = Field(default=1, ge=1, le=1)
+    n: int = Field(default=1, ge=1, le=1, strict=True)
     stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
+    seed: int | None = Field(default=None, strict=True)
+    stream: bool = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
     user: str | None = None
-    ignore_eos: bool = False
+    ignore_eos: bool = Field(default=False, strict=True)
 
     @property
     def include_usage(self) -> bool:
@@ -61,7 +63,7 @@ class Message(BaseModel):
 
 class ChatCompletionRequest(_Common):
     messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
 
     @property
     def token_limit(self) -> int | None:
@@ -132,15 +134,29 @@ def parse_body(model: type[BaseModel], raw: bytes) -> Any:
 
 def validation_error(errors: list[dict[str, Any]]) -> ApiError:
     first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
-    param = ".".join(loc) or None
+    param = ".".join(_field_path(first.get("loc", ()))) or None
     if first.get("type") == "json_invalid":
         return ApiError(400, f"The request body is not valid JSON: {first.get('msg', '')}", code="invalid_json")
     message = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg', 'invalid')}"
-        for e in errors[:5]
+        f"{'.'.join(_field_path(e.get('loc', ()))) or 'body'}: {e.get('msg', 'invalid')}" for e in errors[:5]
     )
     return ApiError(400, message, param=param, code="invalid_value")
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _field_path(loc) -> list[str]:
+    """A pydantic error location as the request's field path: `body` dropped, and cut at the first
+    union-member tag (`str`, `list[str]`, `ContentPart`, …), which names a type, not a field."""
+    path = []
+    for part in loc:
+        if part == "body":
+            continue
+        if isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or part[:1].isupper()):
+            break
+        path.append(str(part))
+    return path
 
 
 def model_not_found(model: str) -> ApiError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from dataclasses import dataclass
 
@@ -87,3 +88,26 @@ async def wait_started(server: uvicorn.Server, task: asyncio.Task, timeout_s: fl
         if loop.time() > deadline:
             raise TimeoutError("the gateway did not start")
         await asyncio.sleep(0.02)
+
+
+@contextlib.contextmanager
+def serving(grid: LiveGrid, host: str = "127.0.0.1", port: int | None = None):
+    """Serve a built grid with uvicorn in a thread (benchmarks, drills); yields the base URL and
+    stops the server on exit (the grid itself stays up: close it yourself)."""
+    import threading
+    import time
+
+    port = port or free_port(host)
+    server = uvicorn_server(grid.app, host, port)
+    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)

@@ -27,13 +27,23 @@ moved past it — so a late Ray call or a busy CPU does not shift the request. U
 kind FIRST (the first token, at its time), TOKENS (tokens so far, at a stream tick), DONE (all
 output tokens, at the finish; `first_s` = the first token's time) and FAILED. The gateway delivers
 each one at t_s + rtt/2 (its clock), or at once if the update arrives later than that.
+
+Restarts: the actor runs with `max_restarts` (grid.live.cluster), so a killed actor (a live
+`zone_down`, `ray.kill(actor, no_restart=False)`) comes back as a fresh process: empty, up, with a
+new `incarnation` (a random id drawn in `__init__`). Every submit and poll answer and every report
+carries it, so the gateway knows that requests admitted by an older incarnation are lost. The loop
+starts on the first call of any method (a restarted actor is never sent `start`). `hold_down(old)`
+puts a *restarted* actor down (it refuses work until `restore`), which is how a fault window outlives
+the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
+import uuid
 
 from grid.scenario import GpuProfile
 from grid.serving.request import Request
@@ -69,21 +79,27 @@ class ZoneActor:
         self._task: asyncio.Task | None = None
         self._t_model = 0.0  # the latest time the model has been advanced to
         self.received = 0  # submissions ever received (admitted or not): the gateway's in-transit count
+        self.incarnation = uuid.uuid4().hex[:12]  # new on every (re)start of the actor process
 
     def _now(self) -> float:
         return time.monotonic() - self._t0
 
     # --- called by the gateway ---------------------------------------------------------------
 
-    async def start(self) -> str:
+    def _ensure_started(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def start(self) -> str:
+        self._ensure_started()
         return self.zone_id
 
-    async def submit(self, batch: list[tuple[int, int, int, int, bool, float]]) -> tuple[list[int], list[tuple]]:
+    async def submit(self, batch: list[tuple[int, int, int, int, bool, float]]) -> tuple[list[int], list[tuple], str]:
         """Admit `(id, population, prompt_tokens, output_tokens, stream, at_s)` requests, each at
         `at_s` (actor clock; clamped to [model time, now]); answers one of ADMITTED, BUSY, DOWN per
-        request, plus every pending update (piggybacked: a fast request may already be done)."""
+        request, plus every pending update (piggybacked: a fast request may already be done) and
+        the incarnation that admitted them."""
+        self._ensure_started()
         now = self._now()
         zone = self.zone
         accepted = []
@@ -103,10 +119,11 @@ class ZoneActor:
         if self._wake is not None:
             _resolve(self._wake)
         out, self._outbox = self._outbox, []
-        return accepted, out
+        return accepted, out, self.incarnation
 
-    async def poll(self, max_wait_s: float = 1.0) -> list[tuple[int, int, int, float, float]]:
-        """Every update since the last call; waits up to `max_wait_s` for the first one."""
+    async def poll(self, max_wait_s: float = 1.0) -> tuple[str, list[tuple[int, int, int, float, float]]]:
+        """(incarnation, every update since the last call); waits up to `max_wait_s` for the first one."""
+        self._ensure_started()
         if not self._outbox:
             loop = asyncio.get_running_loop()
             waiter = self._poll_waiter = loop.create_future()
@@ -117,7 +134,7 @@ class ZoneActor:
                 handle.cancel()
                 self._poll_waiter = None
         out, self._outbox = self._outbox, []
-        return out
+        return self.incarnation, out
 
     async def cancel(self, ids: list[int]) -> int:
         now = self._now()
@@ -134,6 +151,7 @@ class ZoneActor:
 
     async def report(self) -> dict:
         """The load report (and the integrals a run report needs)."""
+        self._ensure_started()
         now = self._now()
         self._advance(now)
         zone = self.zone
@@ -152,6 +170,7 @@ class ZoneActor:
             "slow_factor": zone.slow_factor,
             "report_s": now,
             "received": self.received,
+            "incarnation": self.incarnation,
             "work_s": zone.work_s,
             "area_queued": zone.area_queued,
             "area_in_system": zone.area_in_system,
@@ -166,6 +185,21 @@ class ZoneActor:
 
     async def restore(self) -> None:
         self.zone.restore(self._now())
+
+    async def hold_down(self, old_incarnation: str) -> bool:
+        """If this is a restarted actor (not `old_incarnation`), go down (refuse work until
+        `restore`) and return True; False while the old incarnation still answers."""
+        self._ensure_started()
+        if self.incarnation == old_incarnation:
+            return False
+        await self.fail_all()
+        return True
+
+    async def process_info(self) -> dict:
+        """This actor's process: pid and resident memory (bytes), for the overload benchmark."""
+        import psutil
+
+        return {"pid": os.getpid(), "rss_bytes": psutil.Process().memory_info().rss, "incarnation": self.incarnation}
 
     async def set_slow_factor(self, factor: float) -> None:
         now = self._now()

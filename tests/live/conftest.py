@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,28 @@ def ray_session():
     start_ray(None, num_cpus=2)
     yield
     stop_ray()
+
+
+@contextlib.contextmanager
+def serve(scenario, settings: GatewaySettings, stream_interval_s: float = 0.01):
+    """A live grid (its own zone actors on the session's Ray) served by uvicorn on 127.0.0.1."""
+    grid = build_live_grid(scenario, settings, stream_interval_s=stream_interval_s)
+    port = free_port()
+    server = uvicorn_server(grid.app, "127.0.0.1", port)
+    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield SimpleNamespace(url=url, scenario=scenario, grid=grid, client=client, model=scenario.model.name)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        grid.close()
 
 
 @pytest.fixture(scope="session")

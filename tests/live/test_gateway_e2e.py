@@ -258,7 +258,7 @@ def test_grid_zones_and_metrics(live):
     assert metrics.status_code == 200
     assert 'grid_requests_total{population="berlin"' in metrics.text
     assert 'grid_zone_up{region="mexico",zone="mexico-1"} 1.0' in metrics.text
-    assert 'vllm:time_to_first_token_seconds_bucket{' in metrics.text
+    assert "vllm:time_to_first_token_seconds_bucket{" in metrics.text
 
 
 def test_run_stats_are_fed(live):
