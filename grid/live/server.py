@@ -72,9 +72,20 @@ def build_live_grid(
     return LiveGrid(scenario, zones, create_app(scenario, zones, settings), owns_ray)
 
 
+GRACEFUL_SHUTDOWN_S = 10.0
+
+
 def uvicorn_server(app, host: str, port: int) -> uvicorn.Server:
     """uvicorn turns SIGINT/SIGTERM into a graceful exit when it runs in the main thread."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # open streams must not hold a shutdown forever
+    )
     return uvicorn.Server(config)
 
 
