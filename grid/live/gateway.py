@@ -66,12 +66,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -982,6 +983,72 @@ class GridGateway:
         }
 
 
+class DashboardStats:
+    """What the built-in dashboard (`/dashboard`) reads beyond `zones_json`: per-zone ended-request
+    counters, each zone's recent client TTFTs (bounded) and the population × zone flow counters.
+    Bounded by the scenario: every key is a scenario id, never request text."""
+
+    RECENT_TTFT = 256  # TTFTs kept per zone for the p99
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.zone_index = {z: i for i, z in enumerate(world.zone_ids)}
+        self.pop_index = {p: i for i, p in enumerate(world.population_ids)}
+        n_p, n_z = len(world.population_ids), len(world.zone_ids)
+        self.completed = np.zeros((n_p, n_z), dtype=np.int64)
+        self.failed = np.zeros(n_z, dtype=np.int64)
+        self.ttft: list[deque[float]] = [deque(maxlen=self.RECENT_TTFT) for _ in range(n_z)]
+
+    def observe(self, record: RequestRecord) -> None:
+        zi = self.zone_index.get(record.zone) if record.zone is not None else None
+        pi = self.pop_index.get(record.population)
+        if zi is None or pi is None:
+            return
+        if record.status in (STOP, LENGTH):
+            self.completed[pi, zi] += 1
+            if math.isfinite(record.ttft_s):
+                self.ttft[zi].append(record.ttft_s)
+        elif record.status in (ERROR, ABORT):
+            self.failed[zi] += 1
+
+    def zone_fields(self, zi: int) -> dict:
+        recent = self.ttft[zi]
+        p99 = float(np.quantile(np.fromiter(recent, float), 0.99)) if recent else None
+        return {
+            "completed_total": int(self.completed[:, zi].sum()),
+            "failed_total": int(self.failed[zi]),
+            "ttft_p99_s": p99,
+        }
+
+    def flows(self) -> list[dict]:
+        w = self.world
+        return [
+            {"population": w.population_ids[p], "zone": w.zone_ids[z], "completed_total": int(self.completed[p, z])}
+            for p in range(len(w.population_ids))
+            for z in range(len(w.zone_ids))
+        ]
+
+
+def world_json(scenario: Scenario, world: World) -> dict:
+    """The scenario's geography for the dashboard map: regions, zones and populations with lat/lon."""
+    return {
+        "regions": [
+            {"region": r, "name": reg.name, "lat": reg.lat, "lon": reg.lon}
+            for r, reg in ((r, scenario.regions[r]) for r in world.region_ids)
+        ],
+        "zones": [{"zone": z, "region": scenario.zones[z].region} for z in world.zone_ids],
+        "populations": [
+            {
+                "population": p,
+                "name": scenario.populations[p].name,
+                "lat": scenario.populations[p].lat,
+                "lon": scenario.populations[p].lon,
+            }
+            for p in world.population_ids
+        ],
+    }
+
+
 async def _final(queue: asyncio.Queue) -> tuple:
     """The last update of a non-streaming request (done, failed, or its deadline)."""
     while True:
@@ -1135,9 +1202,26 @@ def create_app(
     def metrics():  # a plain def: exposition runs in a worker thread, off the event loop
         return Response(gateway.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
+    dashboard = app.state.dashboard = DashboardStats(gateway.world)
+    gateway.on_request_end.append(dashboard.observe)
+
     @app.get("/grid/zones")
     async def grid_zones():
-        return gateway.zones_json()
+        body = gateway.zones_json()
+        for i, zone in enumerate(body["zones"]):
+            zone.update(dashboard.zone_fields(i))
+        body["flows"] = dashboard.flows()
+        body["t_s"] = gateway.now()  # the gateway's clock, for rates between polls
+        return body
+
+    @app.get("/grid/world")
+    async def grid_world():
+        return world_json(scenario, gateway.world)
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page():
+        page = resources.files("grid.live").joinpath("dashboard.html").read_text(encoding="utf-8")
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     if settings.admin_token:  # no token: the admin endpoints do not exist (404)
         token = settings.admin_token
