@@ -320,3 +320,22 @@ def test_grid_fault_cli_against_the_gateway(chaos, monkeypatch, capsys):
     args = parser.parse_args(["fault", "recover", "--url", chaos.url])
     assert args.run(args) == 0
     assert not [f for f in _history(chaos) if f["active"]]
+
+
+def test_metrics_scrapes_answer_while_a_zone_restarts(chaos):
+    """Prometheus keeps scraping through a kill and restart: every scrape answers, the zone reads down."""
+    zone_up = 'grid_zone_up{region="frankfurt",zone="frankfurt-2"}'
+    old = _incarnation(chaos, "frankfurt-2")
+    r = chaos.client.post("/admin/faults", json={"kind": "zone_down", "zone": "frankfurt-2"}, headers=AUTH)
+    assert r.status_code == 200
+    seen_down = False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (seen_down and _incarnation(chaos, "frankfurt-2") not in (None, old)):
+        scrape = chaos.client.get("/metrics", timeout=5)
+        assert scrape.status_code == 200
+        seen_down |= f"{zone_up} 0.0" in scrape.text
+        time.sleep(0.1)
+    assert seen_down, "the killed zone never read down in /metrics"
+    r = chaos.client.post("/admin/recover", json={"zone": "frankfurt-2"}, headers=AUTH)
+    assert r.status_code == 200
+    _wait(lambda: f"{zone_up} 1.0" in chaos.client.get("/metrics").text, 15, "frankfurt-2 up in /metrics")
