@@ -15,14 +15,14 @@ from grid.units import parse_duration_s
 EXIT_BAD_INPUT = 2
 
 
-def _duration(text: str) -> float:
+def duration_arg(text: str) -> float:
     try:
         return parse_duration_s(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_float(text: str) -> float:
+def positive_float_arg(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -32,7 +32,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _assignment(text: str) -> tuple[str, object]:
+def seed_count_arg(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seeds, got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("--seeds must be ≥ 1")
+    return count
+
+
+def assignment_arg(text: str) -> tuple[str, object]:
     """`path.to.field=value`, the value read as YAML (so 3, 0.5, true and [a, b] are typed)."""
     path, sep, value = text.partition("=")
     if not sep or not path:
@@ -43,13 +53,13 @@ def _assignment(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"{path}: cannot read the value {value!r}") from None
 
 
-def _add_scenario_args(parser: argparse.ArgumentParser) -> None:
+def add_scenario_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default="default", help="preset name (see `grid scenarios`) or YAML file")
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
-        type=_assignment,
+        type=assignment_arg,
         default=[],
         metavar="FIELD=VALUE",
         help="override a scenario field, e.g. --set zones.paris-1.replicas=2 (repeatable)",
@@ -63,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sim = commands.add_parser("sim", help="simulate a scenario in virtual time and print its report")
-    _add_scenario_args(sim)
-    sim.add_argument("--duration", type=_duration, help="simulated time, e.g. 10m, 1h (default: the scenario's)")
-    sim.add_argument("--rate-scale", type=_positive_float, default=1.0, help="multiply every arrival rate")
+    add_scenario_args(sim)
+    sim.add_argument("--duration", type=duration_arg, help="simulated time, e.g. 10m, 1h (default: the scenario's)")
+    sim.add_argument("--rate-scale", type=positive_float_arg, default=1.0, help="multiply every arrival rate")
     sim.add_argument("--records", metavar="FILE", help="write one CSV row per request to FILE")
     sim.add_argument("--json", action="store_true", help="print the report as JSON (keys: see README)")
     sim.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
@@ -78,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     policies.set_defaults(run=_run_policies)
 
     up = commands.add_parser("up", help="serve the live grid (Ray + OpenAI-compatible gateway) until interrupted")
-    _add_scenario_args(up)
+    add_scenario_args(up)
     up.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--ray-address", help="join a Ray cluster (e.g. auto) instead of starting a local Ray")
@@ -86,10 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(run=_live("up"))
 
     demo = commands.add_parser("demo", help="run the live grid under a minute of load, beside the simulator")
-    _add_scenario_args(demo)
-    demo.add_argument("--duration", dest="duration_s", type=_duration, default=60.0, help="load duration")
+    add_scenario_args(demo)
+    demo.add_argument("--duration", dest="duration_s", type=duration_arg, default=60.0, help="load duration")
     demo.add_argument(
-        "--rate-scale", type=_positive_float, help="multiply the scenario's arrival rates (default 0.04: 20 req/s)"
+        "--rate-scale", type=positive_float_arg, help="multiply the scenario's arrival rates (default 0.04: 20 req/s)"
     )
     demo.add_argument("--json", action="store_true", help="print both reports as JSON")
     demo.set_defaults(run=_live("demo"))

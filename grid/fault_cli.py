@@ -20,6 +20,7 @@ import json
 import os
 import sys
 
+from grid.cli import positive_float_arg
 from grid.errors import GridInputError
 from grid.units import parse_duration_s
 
@@ -47,16 +48,6 @@ def _delay_ms(text: str) -> float:
     return value
 
 
-def _factor(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
 def add_fault_parser(subparsers) -> argparse.ArgumentParser:
     fault = subparsers.add_parser("fault", help="inject or end faults on a running live grid (admin API)")
     kinds = fault.add_subparsers(dest="fault_command", required=True, metavar="FAULT")
@@ -75,7 +66,7 @@ def add_fault_parser(subparsers) -> argparse.ArgumentParser:
 
     p = kinds.add_parser("zone-slow", help="multiply a zone's step times")
     p.add_argument("zone")
-    p.add_argument("--factor", type=_factor, required=True)
+    p.add_argument("--factor", type=positive_float_arg, required=True)
     common(p)
     p.set_defaults(run=run_fault, kind="zone_slow")
 

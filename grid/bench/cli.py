@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from grid.cli import seed_count_arg
 from grid.errors import GridInputError
 
 LP_UTILIZATION_CAPS = (1.0, 0.8)
@@ -29,31 +30,21 @@ def _csv_floats(text: str) -> list[float]:
     return values
 
 
-def _seeds(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of seeds, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("--seeds must be ≥ 1")
-    return n
-
-
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
-    from grid.cli import _assignment, _duration
+    from grid.cli import assignment_arg, duration_arg
 
     bench = subparsers.add_parser("bench", help="compare routing policies over seeds and loads (CIs, plots, LP bound)")
     bench.add_argument("--scenario", default="baseline", help="preset name (see `grid scenarios`) or YAML file")
     bench.add_argument(
-        "--set", dest="overrides", action="append", type=_assignment, default=[], metavar="FIELD=VALUE",
+        "--set", dest="overrides", action="append", type=assignment_arg, default=[], metavar="FIELD=VALUE",
         help="override a scenario field (repeatable)",
     )  # fmt: skip
     bench.add_argument(
         "--policies", default="all", help="comma-separated names or package.module:Class, or `all` (the registry)"
     )
-    bench.add_argument("--seeds", type=_seeds, default=5, help="seeds 0..N-1 (default 5)")
+    bench.add_argument("--seeds", type=seed_count_arg, default=5, help="seeds 0..N-1 (default 5)")
     bench.add_argument("--load", type=_csv_floats, default=[1.0], help="multiples of the nominal rate, e.g. 0.5,1")
-    bench.add_argument("--duration", type=_duration, help="simulated time per run (default: the scenario's)")
+    bench.add_argument("--duration", type=duration_arg, help="simulated time per run (default: the scenario's)")
     bench.add_argument("--ray-address", help="run on this Ray cluster (e.g. auto) instead of local cores")
     bench.add_argument("--out", required=True, help="output directory")
     bench.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")

@@ -7,17 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from grid.cli import seed_count_arg
 from grid.errors import GridInputError
-
-
-def _seeds(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of seeds, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("--seeds must be ≥ 1")
-    return n
 
 
 def _fraction(text: str) -> float:
@@ -31,16 +22,18 @@ def _fraction(text: str) -> float:
 
 
 def _common(parser: argparse.ArgumentParser, default_seeds: int) -> None:
-    from grid.cli import _assignment, _duration
+    from grid.cli import assignment_arg, duration_arg
 
     parser.add_argument("--scenario", default="default", help="preset name (see `grid scenarios`) or YAML file")
     parser.add_argument(
-        "--set", dest="overrides", action="append", type=_assignment, default=[], metavar="FIELD=VALUE",
+        "--set", dest="overrides", action="append", type=assignment_arg, default=[], metavar="FIELD=VALUE",
         help="override a scenario field for every point (repeatable)",
     )  # fmt: skip
     parser.add_argument("--policy", help="routing policy name or package.module:Class (default: the scenario's)")
-    parser.add_argument("--seeds", type=_seeds, default=default_seeds, help=f"seeds 0..N-1 (default {default_seeds})")
-    parser.add_argument("--duration", type=_duration, help="simulated time per run, e.g. 10m")
+    parser.add_argument(
+        "--seeds", type=seed_count_arg, default=default_seeds, help=f"seeds 0..N-1 (default {default_seeds})"
+    )
+    parser.add_argument("--duration", type=duration_arg, help="simulated time per run, e.g. 10m")
     parser.add_argument("--ray-address", help="run on this Ray cluster (e.g. auto) instead of local cores")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
 

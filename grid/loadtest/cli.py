@@ -39,19 +39,19 @@ GRID_START_TIMEOUT_S = 120.0
 
 def add_loadtest_parser(subparsers) -> argparse.ArgumentParser:
     """`grid loadtest …` on the `grid` command's subparsers."""
-    from grid.cli import _add_scenario_args, _positive_float
+    from grid.cli import add_scenario_args, positive_float_arg
 
     p = subparsers.add_parser("loadtest", help="run Locust headless against the live grid and summarize")
-    _add_scenario_args(p)
+    add_scenario_args(p)
     p.set_defaults(scenario=DEFAULT_SCENARIO)
     p.add_argument("--shape", choices=SHAPE_CHOICES, default="constant", help="load shape (default constant)")
-    p.add_argument("--minutes", type=_positive_float, default=5.0, help="length of the shaped run (default 5)")
+    p.add_argument("--minutes", type=positive_float_arg, default=5.0, help="length of the shaped run (default 5)")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--host", help="URL of a running gateway, e.g. http://127.0.0.1:8000")
     target.add_argument("--start-grid", action="store_true", help="start `grid up` on a loopback port for the run")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--users", type=int, help="closed loop: users at the shape's peak (default 10)")
-    mode.add_argument("--open-loop-rps", type=_positive_float, help="open loop at this rate (the shape's scale)")
+    mode.add_argument("--open-loop-rps", type=positive_float_arg, help="open loop at this rate (the shape's scale)")
     p.add_argument("--out", required=True, help="directory for locust_*.csv, report.html, records, summary.json")
     p.add_argument("--workers", type=int, default=0, help="distributed: a master and N local worker processes")
     p.add_argument("--think-s", type=float, default=0.0, help="closed loop: think time between requests")

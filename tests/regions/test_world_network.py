@@ -151,7 +151,7 @@ class Raw:
 @pytest.fixture(scope="module")
 def raw() -> Raw:
     if not RAW_DIR.is_dir():
-        pytest.skip(f"raw RTT data not found at {RAW_DIR} (the shared folder beside the repo)")
+        pytest.skip(reason=f"raw RTT data not found at {RAW_DIR} (the shared folder beside the repo)")
     return Raw(RAW_DIR)
 
 
