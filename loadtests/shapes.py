@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grid.demand.arrivals import ArrivalChunk, SizeSampler, diurnal_factor, utc_offsets_h
+from grid.demand.arrivals import ArrivalChunk, SizeSampler, diurnal_factor, piecewise_poisson, utc_offsets_h
 from grid.scenario import Diurnal, Scenario
 
 SHAPES = ("constant", "diurnal", "flash_crowd", "step_ramp", "outage_drill")
@@ -230,18 +230,7 @@ def profile_arrivals(
 ) -> Iterator[ArrivalChunk]:
     """Piecewise-constant-rate Poisson arrivals of the profile, one window per chunk (the same
     construction as grid.demand.arrivals.poisson_arrivals, with the profile's rates)."""
-    edges = profile.window_edges(window_s)
-    n_pop = len(profile.population_ids)
-    for start, end in zip(edges[:-1], edges[1:], strict=True):
-        counts = rng.poisson(profile.rates(0.5 * (start + end)) * (end - start))
-        total = int(counts.sum())
-        if total == 0:
-            continue
-        times = start + rng.random(total) * (end - start)
-        pops = np.repeat(np.arange(n_pop), counts)
-        order = np.argsort(times, kind="stable")
-        prompt, output = sizes(rng, total)
-        yield ArrivalChunk(times[order], pops[order], prompt[order], output[order])
+    return piecewise_poisson(profile.rates, profile.window_edges(window_s), sizes, rng)
 
 
 def arrivals_table(profile: Profile, sizes: SizeSampler, seed: int) -> ArrivalChunk:

@@ -98,10 +98,17 @@ def poisson_arrivals(
     model: DemandModel, sizes: SizeSampler, duration_s: float, rng: np.random.Generator
 ) -> Iterator[ArrivalChunk]:
     """Piecewise-constant-rate Poisson arrivals for all populations, one window per chunk."""
-    edges = model.window_edges(duration_s)
-    n_pop = len(model.shares)
+    return piecewise_poisson(model.rates_rps, model.window_edges(duration_s), sizes, rng)
+
+
+def piecewise_poisson(
+    rates_at: Callable[[float], np.ndarray], edges: np.ndarray, sizes: SizeSampler, rng: np.random.Generator
+) -> Iterator[ArrivalChunk]:
+    """Poisson arrivals whose per-population rate `rates_at(t)` is taken at each window's midpoint
+    and held constant inside it: an exact draw for step rates, one chunk per window."""
     for start, end in zip(edges[:-1], edges[1:], strict=True):
-        rates = model.rates_rps(0.5 * (start + end))
+        rates = rates_at(0.5 * (start + end))
+        n_pop = len(rates)
         counts = rng.poisson(rates * (end - start))
         total = int(counts.sum())
         if total == 0:

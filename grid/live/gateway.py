@@ -1150,17 +1150,21 @@ def create_app(
     def authorize(request: Request) -> None:
         gateway.api_keys.check(request.headers, gateway.now())
 
+    async def accept(request: Request, schema):
+        """Key check, body, model and population: what every inference endpoint does first."""
+        authorize(request)
+        body = api.parse_body(schema, await request.body())
+        if body.model != gateway.model_name:
+            raise api.model_not_found(body.model)
+        return body, gateway.population_of(request.headers)
+
     @app.post(
         "/v1/chat/completions",
         openapi_extra={**openapi_extra, "requestBody": chat_body},
         responses={**errors, 200: {"description": "A chat completion, or its event stream"}},
     )
     async def chat_completions(request: Request):
-        authorize(request)
-        body = api.parse_body(api.ChatCompletionRequest, await request.body())
-        if body.model != gateway.model_name:
-            raise api.model_not_found(body.model)
-        population = gateway.population_of(request.headers)
+        body, population = await accept(request, api.ChatCompletionRequest)
         prompt = chat_template([(m.role, m.text()) for m in body.messages])
         return await gateway.handle(True, body, count_tokens(prompt), population)
 
@@ -1170,11 +1174,7 @@ def create_app(
         responses={**errors, 200: {"description": "A text completion, or its event stream"}},
     )
     async def completions(request: Request):
-        authorize(request)
-        body = api.parse_body(api.CompletionRequest, await request.body())
-        if body.model != gateway.model_name:
-            raise api.model_not_found(body.model)
-        population = gateway.population_of(request.headers)
+        body, population = await accept(request, api.CompletionRequest)
         prompt = body.prompt
         if isinstance(prompt, list):
             prompt_tokens = len(prompt) if prompt and isinstance(prompt[0], int) else count_tokens(prompt[0])

@@ -352,15 +352,9 @@ def format_step_ramp(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m grid.loadtest.cli …` (the same as `grid loadtest …`)."""
-    parser = argparse.ArgumentParser(prog="grid")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_loadtest_parser(sub)
-    args = parser.parse_args(["loadtest", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.run(args)
-    except GridInputError as exc:
-        print(f"grid: error: {exc}", file=sys.stderr)
-        return 2
+    from grid.cli import main as grid_main
+
+    return grid_main(["loadtest", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -53,22 +53,8 @@ def serve(scenario, settings: GatewaySettings, stream_interval_s: float = 0.01):
 @pytest.fixture(scope="session")
 def live(ray_session):
     """The small scenario served live: zone actors on Ray, uvicorn on 127.0.0.1 in a thread."""
-    scenario = load_scenario(str(SMALL_SCENARIO))
-    grid = build_live_grid(scenario, GatewaySettings(), stream_interval_s=0.01)
-    port = free_port()
-    server = uvicorn_server(grid.app, "127.0.0.1", port)
-    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=url, timeout=30) as client:
-        yield SimpleNamespace(url=url, scenario=scenario, grid=grid, client=client, model=scenario.model.name)
-    server.should_exit = True
-    thread.join(15)
-    grid.close()  # the session owns Ray: this stops the actors only
+    with serve(load_scenario(str(SMALL_SCENARIO)), GatewaySettings()) as grid:
+        yield grid
 
 
 def pytest_collection_modifyitems(config, items):
