@@ -257,6 +257,9 @@ class FaultController:
             await asyncio.sleep(0.05)
         record.restarted_at_s = gateway.now()
         await self._wait_end(record)
+        # The window ends now, before the restore: the zone's return is the first healthy check after
+        # this moment (stamped after the restore, a fast health check could come first and be missed).
+        record.ended_at_s = gateway.now()
         for _ in range(20):
             try:
                 await _call(actor.restore)
