@@ -4,7 +4,7 @@
         --load 0.8,1.0 --duration 5m --out bench/eu
 
 Writes DIR/results.json (every run's report, TTFT histogram and utilization series, the summary and
-the LP bound), DIR/results.md (the table) and DIR/*.png.
+the two reference bounds of `grid.bench.lp_bound`), DIR/results.md (the table) and DIR/*.png.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from pathlib import Path
 
 from grid.cli import seed_count_arg
 from grid.errors import GridInputError
-
-LP_UTILIZATION_CAPS = (1.0, 0.8)
 
 
 def _csv_floats(text: str) -> list[float]:
@@ -64,7 +62,7 @@ def _policy_list(text: str) -> list[str]:
 
 
 def bench_main(args: argparse.Namespace) -> int:
-    from grid.bench.lp_bound import lp_bound
+    from grid.bench.lp_bound import ZONE_MODELS, lp_bound
     from grid.bench.plots import plot_all
     from grid.bench.runner import RunSpec, run_all
     from grid.bench.summary import markdown, summarize
@@ -89,7 +87,7 @@ def bench_main(args: argparse.Namespace) -> int:
     runs = run_all(specs, ray_address=args.ray_address, progress=progress)
     summary = summarize(runs)
     bounds = {
-        f"{load:g}": {f"u_cap_{c}": lp_bound(scenario, duration_s, load, c).to_dict() for c in LP_UTILIZATION_CAPS}
+        f"{load:g}": {model: lp_bound(scenario, duration_s, load, model).to_dict() for model in ZONE_MODELS}
         for load in args.load
     }
     meta = {

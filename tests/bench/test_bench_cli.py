@@ -35,9 +35,11 @@ def test_bench_runs_policies_on_ray_and_writes_results(tmp_path):
     for seed in (0, 1):
         for load in (0.3, 0.5):
             assert arrivals[(seed, load, "nearest")] == arrivals[(seed, load, user)]
-    assert data["lp_bound"]["0.5"]["u_cap_1.0"]["mean_ttft_s"] > 0
+    bounds = data["lp_bound"]["0.5"]
+    assert 0 < bounds["no_load"]["mean_ttft_s"] < bounds["load_aware"]["mean_ttft_s"]
     md = (out / "results.md").read_text()
-    assert "LP bound" in md and "± " in md
+    assert "fluid bound" in md and "load-aware reference" in md and "± " in md
+    assert "Mean TTFT ÷ fluid bound / ÷ load-aware reference: nearest " in md
     for png in ("ttft_cdf.png", "p99_vs_load.png", "zone_utilization.png"):
         assert (out / png).stat().st_size > 5000
 
