@@ -43,6 +43,7 @@ def _group(stats: RunStats, name: str, pops: list[int], zones: list[int]) -> Gro
     completed = int(stats.completed[np.ix_(pops, zones)].sum())
     rejected = int(stats.rejected[np.ix_(pops, zones)].sum())
     failed = int(stats.failed[np.ix_(pops, zones)].sum())
+    retries = int(stats.retries[np.ix_(pops, zones)].sum())
     ended = completed + rejected + failed
     good = int(stats.good[np.ix_(pops, zones)].sum())
     return GroupSummary(
@@ -50,6 +51,7 @@ def _group(stats: RunStats, name: str, pops: list[int], zones: list[int]) -> Gro
         completed=completed,
         rejected=rejected,
         failed=failed,
+        retries=retries,
         slo_attainment=good / ended if ended else math.nan,
         ttft_s=stats.quantiles("ttft_s", pops, zones),
         tpot_s=stats.quantiles("tpot_s", pops, zones),
@@ -206,7 +208,8 @@ def format_table(report: Report) -> str:
     lines.append(
         f"throughput {totals['throughput_rps']:.1f} req/s, {totals['output_tokens_per_s']:.0f} output tok/s · "
         f"offered load {_pct(totals['offered_load'])} of capacity · GPU utilization {_pct(totals['utilization'])} · "
-        f"cross-region {_pct(totals['cross_region_share'])} · in flight at end {totals['in_flight']}"
+        f"cross-region {_pct(totals['cross_region_share'])} · retries {report.grid.retries} · "
+        f"in flight at end {totals['in_flight']}"
     )
     lines.append(
         f"cost ${totals['cost_usd_per_hour']:.2f}/h, ${totals['usd_per_1m_output_tokens']:.3f} per 1M output tokens · "

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from grid.errors import GridInputError
+from grid.serving.retry import MAX_RETRIES, RETRY_BUDGET_MIN, RETRY_BUDGET_RATIO
 from grid.units import parse_duration_s
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "regions"
@@ -157,6 +158,13 @@ class Slo(_Strict):
 class Routing(_Strict):
     policy: str = "latency_aware"
     report_interval_s: Seconds = 0.0
+    # Retries (grid.serving.retry): an attempt that fails before its first token is tried again on
+    # another zone, at most max_retries times, within Envoy's retry budget. 0 turns retries off.
+    max_retries: int = Field(default=MAX_RETRIES, ge=0, description="retries per request, each on another zone")
+    retry_budget_ratio: float = Field(
+        default=RETRY_BUDGET_RATIO, ge=0, le=1, description="requests retrying at once ≤ this share of those in flight"
+    )
+    retry_budget_min: int = Field(default=RETRY_BUDGET_MIN, ge=0, description="… or at least this many")
 
 
 FaultKind = Literal["zone_down", "zone_slow", "link_delay", "partition"]

@@ -47,6 +47,9 @@ class RunStats:
         self.rejected = np.zeros((n_populations, n_zones + 1), dtype=np.int64)
         self.failed = np.zeros((n_populations, n_zones + 1), dtype=np.int64)
         self.completed = np.zeros((n_populations, n_zones), dtype=np.int64)
+        # Retries by (population, zone the failed attempt was on): attempts tried again elsewhere.
+        # Not an outcome: a retried request still ends once, as completed, rejected or failed.
+        self.retries = np.zeros((n_populations, n_zones), dtype=np.int64)
         self.good = np.zeros((n_populations, n_zones), dtype=np.int64)
         self.output_tokens = np.zeros((n_populations, n_zones), dtype=np.int64)
         self.prompt_tokens = np.zeros((n_populations, n_zones), dtype=np.int64)
@@ -128,6 +131,7 @@ class GroupSummary:
     completed: int = 0
     rejected: int = 0
     failed: int = 0
+    retries: int = 0
     slo_attainment: float = math.nan
     ttft_s: dict[str, float] = field(default_factory=dict)
     tpot_s: dict[str, float] = field(default_factory=dict)
@@ -141,6 +145,7 @@ class GroupSummary:
             "completed": self.completed,
             "rejected": self.rejected,
             "failed": self.failed,
+            "retries": self.retries,
             "slo_attainment": _clean(self.slo_attainment),
             "ttft_s": {k: _clean(v) for k, v in self.ttft_s.items()},
             "tpot_s": {k: _clean(v) for k, v in self.tpot_s.items()},

@@ -36,3 +36,27 @@ def test_buffers_are_flushed_so_memory_stays_bounded():
     for _ in range(FLUSH_EVERY + 10):
         stats.finished(0, 0, 0.1, 0.01, 1.0, 10, 10)
     assert len(stats._buf_group) == 10
+
+
+def test_retries_are_counted_by_population_and_zone_and_reported():
+    """Retries are not an outcome: they sit beside the counts in every report row and in --json."""
+    from grid.report import ZoneFigures, build_report, format_table
+    from grid.scenario import load_scenario
+    from grid.world import build_world
+
+    scenario = load_scenario("mmc")
+    world = build_world(scenario)
+    stats = RunStats(len(world.population_ids), len(world.zone_ids), scenario.slo)
+    assert stats.retries.shape == (len(world.population_ids), len(world.zone_ids))
+    stats.arrivals[0] += 2
+    stats.retries[0, 0] += 3
+    stats.finished(0, 0, 0.1, 0.01, 1.0, 10, 10)
+    stats.failed[0, 0] += 1
+    stats.flush()
+    figures = [ZoneFigures(0.0, 0.0, 0.0) for _ in world.zone_ids]
+    report = build_report(scenario, world, stats, figures, 10.0, {"policy": "test"}, in_flight=0)
+    data = report.to_dict()
+    assert data["grid"]["retries"] == 3
+    assert data["populations"][0]["retries"] == 3 and data["zones"][0]["retries"] == 3
+    assert data["grid"]["arrivals"] == data["grid"]["completed"] + data["grid"]["failed"]  # not an outcome
+    assert "retries 3" in format_table(report)

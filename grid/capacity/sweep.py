@@ -35,7 +35,7 @@ from pydantic import BaseModel
 from grid.errors import GridInputError
 from grid.scenario import get_path, scenario_raw, set_path, validate_scenario
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the simulator retries (results with faults or full queues changed)
 METRIC_KEYS = (
     "slo_attainment", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s",
     "throughput_rps", "offered_load", "utilization", "cost_usd_per_hour", "arrivals", "completed",

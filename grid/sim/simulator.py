@@ -1,9 +1,16 @@
 """The discrete-event driver: the grid in virtual time, deterministic per seed.
 
 One heap keyed by (time, sequence) holds deliveries (a request reaching its zone after half its
-RTT), zone wake-ups (the serving model's `next_event_time`), fault actions and load reports.
-Arrivals are not in the heap: they come pre-sorted in NumPy chunks and are merged with the heap
-top, so the heap stays small. Nothing here reads a wall clock except the progress bar.
+RTT), zone wake-ups (the serving model's `next_event_time`), fault actions, load reports, hedges
+and retries. Arrivals are not in the heap: they come pre-sorted in NumPy chunks and are merged with
+the heap top, so the heap stays small. Nothing here reads a wall clock except the progress bar.
+
+Retries follow the live gateway (`grid.serving.retry`): an attempt that fails before its first
+token left the zone is routed again, by the same policy among the zones not tried yet, at most
+`routing.max_retries` times and within the retry budget. A refusal at admission (queue full, zone
+down) travels back to the router first (half the attempt's RTT), as it does live; a zone failing
+under a request is known at once. The retried request keeps its arrival time, so its TTFT and E2E
+count from the original send, and it stays in flight until it ends.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import random
 from heapq import heappop, heappush
 from pathlib import Path
 
@@ -25,17 +33,34 @@ from grid.routing.registry import make_policy
 from grid.routing.view import GridView, ZoneView
 from grid.scenario import Scenario
 from grid.serving.request import CANCELLED, ERROR, REJECTED, Request
+from grid.serving.retry import RetryBudget
 from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
 from grid.stats import RunStats
 from grid.world import World, build_world
 
 INF = math.inf
 UTILIZATION_WINDOW_S = 1.0
-_DELIVER, _ZONE, _FAULT, _REPORT, _HEDGE = 0, 1, 2, 3, 4
+_DELIVER, _ZONE, _FAULT, _REPORT, _HEDGE, _RETRY = 0, 1, 2, 3, 4, 5
 RECORD_FIELDS = (
     "id", "population", "zone", "arrival_s", "prompt_tokens", "output_tokens", "rtt_ms",
-    "status", "ttft_s", "tpot_s", "e2e_s", "queue_s",
+    "status", "ttft_s", "tpot_s", "e2e_s", "queue_s", "retries",
 )  # fmt: skip
+# Why an attempt failed, as the gateway names it: the zone refused it (queue full) / was down /
+# failed under it or was unreachable. A request that runs out of retries ends rejected after "busy",
+# failed otherwise.
+BUSY, DOWN, FAILED_ATTEMPT = "busy", "down", "error"
+
+
+class _Tries:
+    """A request's attempts, kept from its first failed attempt until it ends."""
+
+    __slots__ = ("zones", "retries", "retrying", "reason")
+
+    def __init__(self, zone: int) -> None:
+        self.zones = [zone]  # every zone tried (never one twice)
+        self.retries = 0
+        self.retrying = False  # counted in the retry budget
+        self.reason = ""  # why the last attempt failed
 
 
 def build_zone_views(scenario: Scenario, world: World) -> list[ZoneView]:
@@ -101,6 +126,8 @@ class Simulation:
         self.progress = progress
         self.in_flight = 0
         self.hedges: dict[str, int] = {"sent": 0, "won": 0, "cancelled": 0}
+        routing = scenario.routing
+        self.budget = RetryBudget(routing.retry_budget_ratio, routing.retry_budget_min)
 
     def _arrivals(self, rng: np.random.Generator):
         s = self.scenario
@@ -177,6 +204,16 @@ class Simulation:
         hedge_after = getattr(policy, "hedge_after_s", None)
         hedge_cap = getattr(policy, "hedge_budget", 0.0)
         hedges = self.hedges = {"sent": 0, "won": 0, "cancelled": 0}
+        # Retries: `tries` holds only requests that failed an attempt (empty in a run without faults
+        # or full queues, so the hot path pays one dict truth test per ended request).
+        max_retries = self.scenario.routing.max_retries
+        retry_on = max_retries > 0
+        budget = self.budget
+        budget.retrying = 0
+        tries: dict[Request, _Tries] = {}
+        retries = stats.retries
+        retry_jitter = random.Random(self.seed * 1_000_003 + 2)  # its own stream: retries never shift arrivals
+        population_ids = self.world.population_ids
 
         def drop_twin(winner: Request, now: float) -> None:
             """The winner's first token is out: cancel the other copy and free its zone. (A hedged
@@ -187,15 +224,97 @@ class Simulation:
                 return
             hedges["cancelled"] += 1
             hedges["won"] += winner.attempts  # attempts = 1 marks the hedge copy
+            if tries and loser in tries:
+                hand_over(loser, winner)
             if loser.admit_s >= 0.0 and zones[loser.zone].cancel(loser, now):
                 reschedule(loser.zone)
             else:  # still on its way to the zone: dropped on delivery
                 loser.cancelled = True
                 loser.status = CANCELLED
 
+        def forget(request: Request) -> int:
+            """The request ended: it leaves the retry budget. Returns how many retries it had."""
+            tried = tries.pop(request, None)
+            if tried is None:
+                return 0
+            if tried.retrying:
+                budget.retrying -= 1
+            return tried.retries
+
+        def hand_over(gone: Request, survivor: Request) -> None:
+            """One copy of a hedged request goes, the other lives on: the survivor inherits the zones
+            tried (never twice on one zone) and the retries (one request in the budget)."""
+            lost = tries.pop(gone, None)
+            kept = tries.get(survivor)
+            if kept is None:
+                kept = tries[survivor] = _Tries(survivor.zone)
+            for z in lost.zones if lost is not None else (gone.zone,):
+                if z not in kept.zones:
+                    kept.zones.append(z)
+            if lost is not None:
+                kept.retries += lost.retries
+                if lost.retrying:
+                    if kept.retrying:
+                        budget.retrying -= 1
+                    kept.retrying = True
+
+        def retry_at(request: Request, at_s: float, reason: str) -> None:
+            """An attempt failed before the first token: decide at `at_s` whether and where to retry."""
+            nonlocal seq
+            tried = tries.get(request)
+            if tried is None:
+                tried = tries[request] = _Tries(request.zone)
+            tried.reason = reason
+            heappush(heap, (at_s, seq, _RETRY, request))
+            seq += 1
+
+        def choose_again(request: Request, tried: list[int], now: float) -> int:
+            """The policy's choice among the zones not tried yet (-1 when there is none): the
+            gateway's `_choose(request, tried)`, whose answer outside them means the nearest."""
+            p = request.population
+            saved = view.candidates[p]
+            candidates = [z for z in saved if z not in tried]
+            if not candidates:
+                return -1
+            view.candidates[p] = candidates
+            try:
+                zi = choose(request, view)
+            except Exception as exc:
+                raise GridInputError(
+                    f"policy {policy.name!r} raised {exc!r} at t={now:.3f}s retrying request {request.id} "
+                    f"(population {population_ids[p]})"
+                ) from exc
+            finally:
+                view.candidates[p] = saved
+            return zi if zi in candidates else candidates[0]
+
+        def reject(request: Request, zi: int) -> None:
+            request.status = REJECTED
+            rejected[request.population, zi] += 1
+            n_retries = forget(request) if tries else 0
+            if writer is not None:
+                _write_record(writer, request, math.nan, math.nan, math.nan, math.nan, n_retries)
+            if observe is not None:
+                observe(request)
+
+        def fail_attempt(request: Request, now: float) -> int:
+            """Its zone failed under an admitted request: retried when no token had left the zone,
+            else ended (1). A copy of a hedged request whose twin lives on just goes (0)."""
+            twin = request.twin
+            if twin is not None:
+                request.twin = twin.twin = None
+                hand_over(request, twin)
+                return 0
+            if retry_on and request.first_token_s < 0.0:
+                retry_at(request, now, FAILED_ATTEMPT)
+                return 0
+            end_request(request, FAILED)
+            return 1
+
         def end_request(request: Request, status_kind: int) -> None:
             """Record an ended request (finished or failed) for stats and records."""
             p, z = request.population, request.zone
+            n_retries = forget(request) if tries else 0
             if status_kind == FINISHED:
                 half = request.rtt_s * 0.5
                 ttft = request.first_token_s + half - request.arrival_s
@@ -208,17 +327,9 @@ class Simulation:
                 ttft = tpot = e2e = math.nan
             if writer is not None:
                 queue = request.scheduled_s - request.admit_s if request.scheduled_s >= 0 else math.nan
-                _write_record(writer, request, ttft, tpot, e2e, queue)
+                _write_record(writer, request, ttft, tpot, e2e, queue, n_retries)
             if observe is not None:
                 observe(request)
-
-        def end_or_drop(request: Request, status_kind: int) -> bool:
-            """End a request; a failed copy of a hedged request whose twin lives on just goes (False)."""
-            if request.twin is not None:
-                request.twin.twin = request.twin = None
-                return False
-            end_request(request, status_kind)
-            return True
 
         def refresh(zi: int, now: float) -> None:
             zone, zv = zones[zi], zone_views[zi]
@@ -265,7 +376,9 @@ class Simulation:
                                 if event_kind == FIRST_TOKEN:
                                     drop_twin(request, t)
                                 elif event_kind == FAILED:  # its twin lives on: this copy just goes
-                                    request.twin.twin = request.twin = None
+                                    twin = request.twin
+                                    request.twin = twin.twin = None
+                                    hand_over(request, twin)
                                     continue
                             if event_kind != FIRST_TOKEN:
                                 in_flight -= 1
@@ -283,8 +396,14 @@ class Simulation:
                             if fresh:
                                 refresh(zi, t)
                             continue
-                        if payload.twin is not None:  # refused, but its twin lives on
-                            payload.twin.twin = payload.twin = None
+                        twin = payload.twin
+                        if twin is not None:  # refused, but its twin lives on
+                            payload.twin = twin.twin = None
+                            hand_over(payload, twin)
+                            continue
+                        if retry_on:  # the refusal travels back, then the router tries elsewhere
+                            payload.status = REJECTED if zone.up else ERROR
+                            retry_at(payload, t + 0.5 * payload.rtt_s, BUSY if zone.up else DOWN)
                             continue
                         in_flight -= 1
                         if not zone.up:  # sent to a dead zone: the connection fails
@@ -292,12 +411,46 @@ class Simulation:
                             payload.finish_s = t
                             end_request(payload, FAILED)
                             continue
-                        payload.status = REJECTED
-                        rejected[payload.population, zi] += 1
-                        if writer is not None:
-                            _write_record(writer, payload, math.nan, math.nan, math.nan, math.nan)
-                        if observe is not None:
-                            observe(payload)
+                        reject(payload, zi)
+                    elif kind == _RETRY:
+                        request = payload
+                        tried = tries[request]
+                        view.now_s = t
+                        zi = -1
+                        if tried.retries < max_retries and (tried.retrying or budget.allows(in_flight)):
+                            zi = choose_again(request, tried.zones, t)
+                        if zi < 0:  # out of retries, over budget, or no zone left to try: it ends
+                            in_flight -= 1
+                            request.finish_s = t
+                            if tried.reason == BUSY:
+                                reject(request, request.zone)
+                            else:
+                                request.status = ERROR
+                                end_request(request, FAILED)
+                            continue
+                        p = request.population
+                        retries[p, request.zone] += 1
+                        if not tried.retrying:
+                            tried.retrying = True
+                            budget.retrying += 1
+                        tried.retries += 1
+                        tried.zones.append(zi)
+                        request.zone = zi  # a fresh attempt: the failed one left nothing in its zone
+                        request.status = ""
+                        request.replica = -1
+                        request.admit_s = request.scheduled_s = request.first_token_s = request.finish_s = -1.0
+                        request.decode_start_step = 0
+                        rtt_s = rtt[p][zi]
+                        if rtt_s == INF:  # routed into a partition: this attempt fails at once
+                            request.status = ERROR
+                            retry_at(request, t, FAILED_ATTEMPT)
+                            continue
+                        if jitter_ratio > 0:
+                            rtt_s *= 1.0 + retry_jitter.expovariate(1.0 / jitter_ratio)
+                        request.rtt_s = rtt_s
+                        zone_views[zi].sent_since_report += 1
+                        heappush(heap, (t + 0.5 * rtt_s, seq, _DELIVER, request))
+                        seq += 1
                     elif kind == _REPORT:
                         view.now_s = t
                         was_up = [zv.up for zv in zone_views]
@@ -320,6 +473,8 @@ class Simulation:
                         zb = policy.choose_hedge(original, view)
                         if zb is None or zb == original.zone or rtt[original.population][zb] == INF:
                             continue
+                        if tries and original in tries and zb in tries[original].zones:
+                            continue  # never twice on one zone
                         copy = Request(next_id, original.population, original.prompt_tokens, original.output_tokens,
                                        original.arrival_s)  # fmt: skip
                         next_id += 1
@@ -330,7 +485,7 @@ class Simulation:
                         heappush(heap, (t + 0.5 * copy.rtt_s, seq, _DELIVER, copy))
                         seq += 1
                     else:
-                        in_flight -= self._apply_fault(payload, t, end_or_drop, reschedule, refresh)
+                        in_flight -= self._apply_fault(payload, t, fail_attempt, reschedule, refresh)
                         rtt = view.rtt_s
                     continue
                 if chunk is None:
@@ -347,7 +502,7 @@ class Simulation:
                     request.status = REJECTED
                     rejected[p, n_zones] += 1
                     if writer is not None:
-                        _write_record(writer, request, math.nan, math.nan, math.nan, math.nan)
+                        _write_record(writer, request, math.nan, math.nan, math.nan, math.nan, 0)
                     continue
                 try:
                     zi = choose(request, view)
@@ -364,6 +519,11 @@ class Simulation:
                 rtt_s = rtt[p][zi]
                 request.zone = zi
                 if rtt_s == INF:  # routed into a partition: the connection fails
+                    if retry_on:
+                        in_flight += 1
+                        request.status = ERROR
+                        retry_at(request, t_arrival, FAILED_ATTEMPT)
+                        continue
                     request.status = ERROR
                     request.finish_s = t_arrival
                     end_request(request, FAILED)
@@ -387,14 +547,14 @@ class Simulation:
         if progress:
             progress.close()
 
-    def _apply_fault(self, action, t, end_request, reschedule, refresh) -> int:
+    def _apply_fault(self, action, t, fail_attempt, reschedule, refresh) -> int:
         """Apply one fault action at `t`; returns how many in-flight requests it ended
-        (`end_request` returns whether it ended one)."""
+        (`fail_attempt(request, t)` returns 1 if it ended the request, 0 if it retries or drops it)."""
         ended = 0
         view = self.view
         if action.kind == ZONE_DOWN:
             for _, request in self.zones[action.zone].fail_all(t):
-                ended += end_request(request, FAILED)
+                ended += fail_attempt(request, t)
         elif action.kind == ZONE_UP:
             self.zones[action.zone].restore(t)
             reschedule(action.zone)
@@ -410,7 +570,9 @@ class Simulation:
         return ended
 
 
-def _write_record(writer, request: Request, ttft: float, tpot: float, e2e: float, queue: float) -> None:
+def _write_record(
+    writer, request: Request, ttft: float, tpot: float, e2e: float, queue: float, retries: int = 0
+) -> None:
     writer.writerow(
         (
             request.id,
@@ -425,6 +587,7 @@ def _write_record(writer, request: Request, ttft: float, tpot: float, e2e: float
             _fmt(tpot),
             _fmt(e2e),
             _fmt(queue),
+            retries,
         )  # fmt: skip
     )
 
