@@ -44,9 +44,13 @@ Resilience (issue 7; `grid.live.health` has the health state machine):
   failed (error, deadline, client abort) or rejected, in `RunStats` and `grid_requests_total` alike.
   Requests refused before acceptance (bad input, auth, per-key rate limit) are in neither.
 - **Faults**: `grid.live.fault_control.FaultController` (admin API, scenario schedule).
+- **Hedging**: with a policy that hedges (`hedge_after_s`, `choose_hedge`, `hedge_budget`: `hedged`), a
+  request without a first token after the policy's delay gets a second copy on another zone; the
+  first copy to produce a first token wins, the other is cancelled (`grid.live.hedging`).
 
 Headers on every routed answer: `x-grid-zone`, `x-grid-region`, `x-grid-rtt-ms`, `x-grid-population`,
-`x-grid-attempts`. Prompts are never logged or exported: logs carry request ids and counts only.
+`x-grid-attempts`, and `x-grid-hedge` (won | lost | failed) on a hedged one: they name the winning copy's
+zone. Prompts are never logged or exported: logs carry request ids and counts only.
 
 Metrics hook: the app owns one `prometheus_client.CollectorRegistry` (`app.state.registry`, served at
 `/metrics`) and a list of callbacks `app.state.on_request_end`, each called with a `RequestRecord`
@@ -58,7 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import itertools
+import functools
 import logging
 import math
 import random
@@ -82,9 +86,18 @@ from grid.live import openai_api as api
 from grid.live.cluster import ZoneHandles
 from grid.live.fault_control import FaultController
 from grid.live.health import HealthSettings, RetryBudget, ZoneHealth
+from grid.live.hedging import Hedging
 from grid.live.security import MAX_BODY_BYTES, ApiKeys, BodyLimit, check_admin
 from grid.live.text import chat_template, count_tokens, generate_pieces
-from grid.live.zone_actor import ADMITTED, BUSY, DOWN, UPDATE_DONE, UPDATE_FAILED
+from grid.live.zone_actor import (
+    ADMITTED,
+    BUSY,
+    DOWN,
+    NOTIFY_NONE,
+    NOTIFY_STREAM,
+    UPDATE_DONE,
+    UPDATE_FAILED,
+)
 from grid.report import ZoneFigures
 from grid.routing.registry import make_policy
 from grid.routing.view import GridView
@@ -103,6 +116,7 @@ SAMPLE_BLOCK = 1024
 MAX_SUBMITS_IN_FLIGHT = 1  # per zone (2 measured worse: more Ray calls, same wait)
 UPDATE_DEADLINE = -1  # queue marker: the request's deadline passed
 TIMEOUT = -1  # attempt outcome: the zone did not answer the submit in time
+DEADLINE = "deadline"  # what `_send` returns when the request's deadline passed while it waited
 REAP_AFTER_DEADLINE_S = 5.0  # a request still open this long after its deadline is closed (abort)
 ABORT = "abort"
 
@@ -170,6 +184,10 @@ class _Live:
     retrying: bool = False  # counted in the retry budget
     closed: bool = False
     timers: list = field(default_factory=list)
+    # hedging (grid.live.hedging): when a copy is due, the copy while it races, copies sent (not retries)
+    hedge_at_s: float = -math.inf
+    hedge: _Live | None = None
+    hedged: int = 0
 
 
 class _ZoneLink:
@@ -232,6 +250,8 @@ class GridGateway:
         self.seed = scenario.seed if settings.seed is None else settings.seed
         self.policy = make_policy(settings.policy or scenario.routing.policy, self.seed)
         self._observe = getattr(self.policy, "observe", None)
+        # decided once: a policy without the hedge hooks never pays for hedging per request
+        self.hedging: Hedging | None = Hedging(self, self.policy) if Hedging.supported(self.policy) else None
         self.network = NetworkState(self.world)
         self.view = GridView(zones=build_zone_views(scenario, self.world), rtt_s=self.network.rtt_s(), candidates=[])
         self.view.refresh_candidates()
@@ -258,7 +278,7 @@ class GridGateway:
         self._offset_at = [0.0] * n
         self.stats = self.new_stats()
         self.live: dict[int, _Live] = {}
-        self._ids = itertools.count(1)
+        self.last_id = 0  # request ids are 1, 2, …: also how many requests arrived (the hedge budget's base)
         self._sizes = size_sampler(scenario.demand.sizes)
         self._size_rng = np.random.default_rng([self.seed, 7])
         self._size_block: list[int] = []
@@ -322,16 +342,15 @@ class GridGateway:
 
     async def zone_figures(self) -> list[ZoneFigures]:
         """Cumulative serving-model integrals of every zone (subtract two for a window)."""
-        reports = await asyncio.gather(
-            *(asyncio.wait_for(link.actor.report.remote(), self.settings.report_timeout_s) for link in self.links)
-        )
+        timeout_s = self.settings.report_timeout_s
+        reports = await asyncio.gather(*(_report_within(link, timeout_s) for link in self.links))
         return [ZoneFigures(r["work_s"], r["area_queued"], r["area_in_system"]) for r in reports]
 
     # --- health: load reports as active checks, the update stream, zone loss ---------------------
 
     async def _timed_report(self, link: _ZoneLink) -> tuple[float, dict, float]:
         sent = self.now()
-        report = await asyncio.wait_for(link.actor.report.remote(), self.settings.health.check_timeout_s)
+        report = await _report_within(link, self.settings.health.check_timeout_s)
         return sent, report, self.now()
 
     def _learn_offset(self, zi: int, sent: float, report: dict, received: float) -> None:
@@ -427,15 +446,16 @@ class GridGateway:
         or those not of incarnation `keep` (the survivor of a restart)."""
         failed = []
         for item in self.live.values():
-            if not item.admitted or item.request.zone != zi:
-                continue
-            if keep is not None and item.incarnation == keep:
-                continue
-            if dead is not None and item.incarnation != dead:
-                continue
-            item.admitted = False
-            item.queue.put_nowait((UPDATE_FAILED, 0, -math.inf, -1.0))
-            failed.append(item.request.id)
+            for leg in (item, item.hedge):  # the request, and its hedge copy while they race
+                if leg is None or not leg.admitted or leg.request.zone != zi:
+                    continue
+                if keep is not None and leg.incarnation == keep:
+                    continue
+                if dead is not None and leg.incarnation != dead:
+                    continue
+                leg.admitted = False
+                leg.queue.put_nowait((UPDATE_FAILED, 0, -math.inf, -1.0))
+                failed.append(leg.request.id)
         if failed and cancel:
             with contextlib.suppress(Exception):
                 self.links[zi].actor.cancel.remote(failed)
@@ -464,8 +484,12 @@ class GridGateway:
         live = self.live
         for rid, kind, tokens, t_s, first_s in updates:
             item = live.get(rid)
-            if item is not None and item.request.zone == zi:
+            if item is None:
+                continue
+            if item.request.zone == zi:
                 item.queue.put_nowait((kind, tokens, t_s, first_s))
+            elif item.hedge is not None and item.hedge.request.zone == zi:  # a hedge copy (same id, its zone)
+                item.hedge.queue.put_nowait((kind, tokens, t_s, first_s))
 
     def apply_network(self, action) -> None:
         """A network fault starts or ends (grid.live.fault_control)."""
@@ -548,7 +572,7 @@ class GridGateway:
     async def handle(self, chat: bool, body, prompt_tokens: int, population: int) -> Response:
         self.check_context(chat, prompt_tokens, body.token_limit)
         output, finish = self._answer_length(prompt_tokens, body.token_limit, body.ignore_eos, body.seed)
-        rid = next(self._ids)
+        rid = self.last_id = self.last_id + 1
         arrival = self.now()
         request = GridRequest(rid, population, prompt_tokens, output, arrival, finish)
         stats = self.stats
@@ -561,6 +585,8 @@ class GridGateway:
         loop = asyncio.get_running_loop()
         live.timers.append(loop.call_later(timeout, self._deadline_passed, live))
         pop_id = self.world.population_ids[population]
+        if self.hedging is not None:
+            self.hedging.arm(live)
         if len(self.live) > self.settings.max_in_flight:
             self._close(live, REJECTED)
             raise api.ApiError(
@@ -621,17 +647,16 @@ class GridGateway:
 
     async def _attempt(self, live: _Live, stream: bool) -> tuple[int, dict, float, tuple | None]:
         """Route and send the request, retrying elsewhere while nothing has reached the client.
-        Returns (zone, headers, half RTT, the first update when streaming); raises ApiError (the
-        request then has ended)."""
+        Returns (zone, headers, half RTT, the first update when streaming or hedging); raises ApiError
+        (the request then has ended)."""
         request = live.request
-        population = request.population
-        view = self.view
         settings = self.settings
         while True:
             if self.now() >= live.deadline_s:
                 raise self._deadline_error(live)
             zi = self._choose(request, live.tried)
-            over = len(live.tried) > settings.max_retries or not (live.retrying or self.budget.allows(len(self.live)))
+            retries = len(live.tried) - live.hedged  # a hedge copy's zone is tried, but it is no retry
+            over = retries > settings.max_retries or not (live.retrying or self.budget.allows(len(self.live)))
             if live.tried and zi is not None and over:
                 zi = None  # out of retries, or the budget is spent
             if zi is None:
@@ -644,61 +669,98 @@ class GridGateway:
                 if self.metrics is not None:
                     self.metrics.observe_retry(live.last_zone, live.last_reason, zi)
             live.tried.append(zi)
-            request.zone = zi
             request.attempts += 1
-            rtt = view.rtt_s[population][zi]
-            zone_id = self.world.zone_ids[zi]
-            headers = {
-                "x-grid-zone": zone_id,
-                "x-grid-region": self.world.region_ids[self.world.zone_region[zi]],
-                "x-grid-population": self.world.population_ids[population],
-                "x-grid-attempts": str(request.attempts),
-            }
-            if not math.isfinite(rtt):  # routed into a partition: the connection fails
-                self._attempt_failed(live, zi, "error", health=False)
-                continue
-            if self._jitter_ratio > 0:
-                rtt *= 1.0 + self._jitter.expovariate(1.0 / self._jitter_ratio)
-            request.rtt_s = rtt
-            if self.metrics is not None:
-                self.metrics.observe_route(population, zi, self._decision_s, rtt)
-            half = 0.5 * rtt
-            headers["x-grid-rtt-ms"] = f"{rtt * 1000:.1f}"
-            view.zones[zi].sent_since_report += 1
-            self.sent_total[zi] += 1
-            if half > 0:
-                await asyncio.sleep(half)
-            live.queue = asyncio.Queue()
-            at_s = request.arrival_s + half + self.clock_offset_s[zi]  # reaches the zone, on the zone's clock
-            future = self.links[zi].submit(
-                (request.id, population, request.prompt_tokens, request.output_tokens, stream, at_s)
-            )
-            wait_s = min(settings.attempt_timeout_s, live.deadline_s - self.now())
+            if self.hedging is not None and live.hedge_at_s > self.now():  # a copy may be due while this runs
+                sent = await self.hedging.race(live, zi, stream)
+            else:
+                sent = await self._send(live, live, zi, NOTIFY_STREAM if stream else NOTIFY_NONE, request.arrival_s)
+            if sent == DEADLINE:
+                raise self._deadline_error(live)
+            if sent is not None:
+                headers, half, first = sent
+                return request.zone, headers, half, first
+
+    async def _send(self, live: _Live, leg: _Live, zi: int, notify: int, sent_s: float):
+        """One copy of the request (`leg`: the request itself, or its hedge copy) to zone `zi`, sent
+        at `sent_s`: the network, the submit, the admission and, when `notify` asks for updates, the
+        first one. Returns (headers, half RTT, first update or None); None when the zone refused or
+        failed it before that (recorded on `live`, the request, for its retries and error message);
+        DEADLINE when the request's deadline passed meanwhile."""
+        request = leg.request
+        population = request.population
+        view = self.view
+        request.zone = zi
+        rtt = view.rtt_s[population][zi]
+        headers = {
+            "x-grid-zone": self.world.zone_ids[zi],
+            "x-grid-region": self.world.region_ids[self.world.zone_region[zi]],
+            "x-grid-population": self.world.population_ids[population],
+            "x-grid-attempts": str(request.attempts),
+        }
+        if not math.isfinite(rtt):  # routed into a partition: the connection fails
+            self._attempt_failed(live, zi, "error", health=False)
+            return None
+        if self._jitter_ratio > 0:
+            rtt *= 1.0 + self._jitter.expovariate(1.0 / self._jitter_ratio)
+        request.rtt_s = rtt
+        if self.metrics is not None:
+            self.metrics.observe_route(population, zi, self._decision_s, rtt)
+        half = 0.5 * rtt
+        headers["x-grid-rtt-ms"] = f"{rtt * 1000:.1f}"
+        view.zones[zi].sent_since_report += 1
+        self.sent_total[zi] += 1
+        if half > 0:
             try:
-                answer, incarnation = await asyncio.wait_for(future, max(0.0, wait_s))
-            except TimeoutError:
-                answer, incarnation = TIMEOUT, None
-                with contextlib.suppress(Exception):  # if it is admitted after all, free the zone
-                    self.links[zi].actor.cancel.remote([request.id])
-            if answer == ADMITTED:
-                live.admitted = True
-                live.incarnation = incarnation
-                if live.retrying and live.last_reason != "busy":
-                    self.failover_log.append((self.now(), live.last_zone, zi))
-                if not stream:
-                    return zi, headers, half, None
-                first = await live.queue.get()
-                if first[0] == UPDATE_DEADLINE:
-                    raise self._deadline_error(live)
-                if first[0] != UPDATE_FAILED:
-                    return zi, headers, half, first
-                live.admitted = False
-                self._attempt_failed(live, zi, "error")
-                continue
-            if half > 0 and answer != TIMEOUT:
-                await asyncio.sleep(half)  # the refusal travels back
-            reason = "busy" if answer == BUSY else "timeout" if answer == TIMEOUT else "down"
-            self._attempt_failed(live, zi, reason, health=answer != BUSY)
+                await asyncio.sleep(half)
+            except asyncio.CancelledError:  # never sent (a hedge race ended, the client left): uncount it
+                self.sent_total[zi] -= 1
+                view.zones[zi].sent_since_report = max(0, view.zones[zi].sent_since_report - 1)
+                raise
+        leg.queue = asyncio.Queue()
+        at_s = sent_s + half + self.clock_offset_s[zi]  # reaches the zone, on the zone's clock
+        future = self.links[zi].submit(
+            (request.id, population, request.prompt_tokens, request.output_tokens, notify, at_s)
+        )
+        wait_s = min(self.settings.attempt_timeout_s, live.deadline_s - self.now())
+        # asyncio.wait, not wait_for: it leaves the submit alone on a timeout, and Python 3.11's
+        # wait_for swallows a cancellation (a dropped hedge copy) when the answer lands at that moment.
+        done: set | tuple = ()
+        try:
+            done, _ = await asyncio.wait((future,), timeout=max(0.0, wait_s))
+        finally:
+            if not done:  # nobody waits for the answer any more: if the zone admits it after all, free it
+                future.add_done_callback(functools.partial(self._cancel_if_admitted, zi, request.id))
+        answer, incarnation = future.result() if done else (TIMEOUT, None)
+        if answer == ADMITTED:
+            leg.admitted = True
+            leg.incarnation = incarnation
+            if leg is live and live.retrying and live.last_reason != "busy":
+                self.failover_log.append((self.now(), live.last_zone, zi))
+            if notify == NOTIFY_NONE:
+                return headers, half, None
+            first = await leg.queue.get()
+            if first[0] == UPDATE_DEADLINE:
+                return DEADLINE
+            if first[0] != UPDATE_FAILED:
+                return headers, half, first
+            leg.admitted = False
+            self._attempt_failed(live, zi, "error")
+            return None
+        if half > 0 and answer != TIMEOUT:
+            await asyncio.sleep(half)  # the refusal travels back
+        reason = "busy" if answer == BUSY else "timeout" if answer == TIMEOUT else "down"
+        self._attempt_failed(live, zi, reason, health=answer != BUSY)
+        return None
+
+    def _cancel_if_admitted(self, zi: int, rid: int, future: asyncio.Future) -> None:
+        """Done-callback of a submit nobody waits for: an admitted copy is withdrawn from its zone."""
+        if not future.cancelled() and future.exception() is None and future.result()[0] == ADMITTED:
+            self.cancel_on_zone(zi, rid)
+
+    def cancel_on_zone(self, zi: int, rid: int) -> None:
+        """Withdraw request `rid` from zone `zi` (frees its capacity; a no-op if it already ended there)."""
+        with contextlib.suppress(Exception):
+            self.links[zi].actor.cancel.remote([rid])
 
     def _attempt_failed(self, live: _Live, zi: int, reason: str, health: bool = True) -> None:
         live.last_zone, live.last_reason = zi, reason
@@ -751,6 +813,8 @@ class GridGateway:
         if live.closed:
             return
         live.queue.put_nowait((UPDATE_DEADLINE, 0, -math.inf, -1.0))
+        if live.hedge is not None:  # a copy racing alone must stop waiting too
+            live.hedge.queue.put_nowait((UPDATE_DEADLINE, 0, -math.inf, -1.0))
         loop = asyncio.get_running_loop()
         live.timers.append(loop.call_later(REAP_AFTER_DEADLINE_S, self._reap, live))
 
@@ -781,10 +845,13 @@ class GridGateway:
         """End a request that did not complete (abort, deadline) and free its zone."""
         request = live.request
         admitted = live.admitted
+        hedge = live.hedge
         self._close(live, status)
         if admitted and request.zone >= 0:
-            with contextlib.suppress(Exception):
-                self.links[request.zone].actor.cancel.remote([request.id])
+            self.cancel_on_zone(request.zone, request.id)
+        if hedge is not None and hedge.admitted:  # normally the race's own clean-up does this
+            hedge.admitted = False
+            self.cancel_on_zone(hedge.request.zone, request.id)
 
     async def _complete(self, live: _Live, chat: bool, response_id: str, text_seed: int, half: float, headers):
         request = live.request
@@ -876,8 +943,11 @@ class GridGateway:
         n = request.output_tokens
         tpot = (e2e - ttft) / (n - 1) if n > 1 else math.nan
         live.stats.finished(request.population, request.zone, ttft, tpot, e2e, request.prompt_tokens, n)
-        request.first_token_s = request.arrival_s + ttft
-        request.finish_s = request.arrival_s + e2e
+        # Zone-side times on the gateway's clock, as the simulator's requests carry them: a policy's
+        # `observe` adds the half RTT back (`hedged` learns its client-side TTFT threshold that way).
+        half = 0.5 * request.rtt_s
+        request.first_token_s = request.arrival_s + ttft - half
+        request.finish_s = request.arrival_s + e2e - half
         self.health[request.zone].request_ok()
         self._close(live, request.finish_reason, (ttft, e2e, tpot))
 
@@ -979,6 +1049,7 @@ class GridGateway:
             "retrying": self.budget.retrying,
             "placed_by_region": self.zones.placed_by_region,
             "counts": dict(self.counts),
+            **({"hedges": dict(self.hedging.counts)} if self.hedging is not None else {}),
             "zones": zones,
         }
 
@@ -1049,6 +1120,14 @@ def world_json(scenario: Scenario, world: World) -> dict:
     }
 
 
+async def _report_within(link: _ZoneLink, timeout_s: float) -> dict:
+    """A zone's load report, or TimeoutError. `asyncio.timeout`, not `wait_for`: Python 3.11's wait_for
+    swallows a cancellation when the report lands at the same moment, and a health loop that
+    swallowed `stop()`'s cancel would run on and hang the shutdown."""
+    async with asyncio.timeout(timeout_s):
+        return await link.actor.report.remote()
+
+
 async def _final(queue: asyncio.Queue) -> tuple:
     """The last update of a non-streaming request (done, failed, or its deadline)."""
     while True:
@@ -1116,7 +1195,9 @@ def create_app(
     app.state.gateway = gateway
     app.state.registry = registry
     app.state.on_request_end = gateway.on_request_end
-    gateway.metrics = app.state.metrics = GridMetrics(registry, scenario, policy=gateway.policy.name)
+    gateway.metrics = app.state.metrics = GridMetrics(
+        registry, scenario, policy=gateway.policy.name, hedging=gateway.hedging is not None
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(api.ApiError)

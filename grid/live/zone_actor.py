@@ -26,7 +26,10 @@ moved past it — so a late Ray call or a busy CPU does not shift the request. U
 `(request id, kind, tokens, t_s, first_s)` stamped with the model time the tokens were produced:
 kind FIRST (the first token, at its time), TOKENS (tokens so far, at a stream tick), DONE (all
 output tokens, at the finish; `first_s` = the first token's time) and FAILED. The gateway delivers
-each one at t_s + rtt/2 (its clock), or at once if the update arrives later than that.
+each one at t_s + rtt/2 (its clock), or at once if the update arrives later than that. What a request
+is sent depends on its `notify` (the submit's 5th field): NOTIFY_NONE, DONE/FAILED only (a plain
+non-streaming answer); NOTIFY_STREAM, everything; NOTIFY_FIRST, FIRST then DONE/FAILED, no ticks (a
+non-streaming copy of a hedged request: the gateway must know which copy's first token came first).
 
 Restarts: the actor runs with `max_restarts` (grid.live.cluster), so a killed actor (a live
 `zone_down`, `ray.kill(actor, no_restart=False)`) comes back as a fresh process: empty, up, with a
@@ -51,6 +54,7 @@ from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
 
 UPDATE_FIRST, UPDATE_TOKENS, UPDATE_DONE, UPDATE_FAILED = 0, 1, 2, 3
 ADMITTED, BUSY, DOWN = 0, 1, 2  # submit answers: taken; refused (queue full, too large); zone down
+NOTIFY_NONE, NOTIFY_STREAM, NOTIFY_FIRST = 0, 1, 2  # which updates a request gets (True/False still work)
 MAX_CONCURRENCY = 256  # submit, poll, report, cancel run concurrently on the actor's event loop
 
 
@@ -72,6 +76,7 @@ class ZoneActor:
         self._t0 = time.monotonic()
         self._requests: dict[int, Request] = {}
         self._streaming: dict[int, list] = {}  # id -> [request, tokens already reported]
+        self._first_only: set[int] = set()  # NOTIFY_FIRST requests whose first token is still to come
         self._outbox: list[tuple[int, int, int, float, float]] = []
         self._poll_waiter: asyncio.Future | None = None
         self._wake: asyncio.Future | None = None
@@ -79,6 +84,7 @@ class ZoneActor:
         self._task: asyncio.Task | None = None
         self._t_model = 0.0  # the latest time the model has been advanced to
         self.received = 0  # submissions ever received (admitted or not): the gateway's in-transit count
+        self.cancelled = 0  # admitted requests withdrawn by the gateway (hedge losers, aborts)
         self.incarnation = uuid.uuid4().hex[:12]  # new on every (re)start of the actor process
 
     def _now(self) -> float:
@@ -94,8 +100,8 @@ class ZoneActor:
         self._ensure_started()
         return self.zone_id
 
-    async def submit(self, batch: list[tuple[int, int, int, int, bool, float]]) -> tuple[list[int], list[tuple], str]:
-        """Admit `(id, population, prompt_tokens, output_tokens, stream, at_s)` requests, each at
+    async def submit(self, batch: list[tuple[int, int, int, int, int, float]]) -> tuple[list[int], list[tuple], str]:
+        """Admit `(id, population, prompt_tokens, output_tokens, notify, at_s)` requests, each at
         `at_s` (actor clock; clamped to [model time, now]); answers one of ADMITTED, BUSY, DOWN per
         request, plus every pending update (piggybacked: a fast request may already be done) and
         the incarnation that admitted them."""
@@ -103,14 +109,16 @@ class ZoneActor:
         now = self._now()
         zone = self.zone
         accepted = []
-        for rid, population, prompt, output, stream, at_s in batch:
+        for rid, population, prompt, output, notify, at_s in batch:
             self.received += 1
             t = min(now, max(at_s, self._t_model))
             self._advance(t)  # the model must be current before it takes new work
             request = Request(rid, population, prompt, output, t)
             if zone.admit(request, t):
                 self._requests[rid] = request
-                if stream:
+                if notify == NOTIFY_FIRST:
+                    self._first_only.add(rid)
+                elif notify:
                     self._streaming[rid] = [request, 0]
                 accepted.append(ADMITTED)
             else:
@@ -143,8 +151,10 @@ class ZoneActor:
         for rid in ids:
             request = self._requests.pop(rid, None)
             self._streaming.pop(rid, None)
+            self._first_only.discard(rid)
             if request is not None and self.zone.cancel(request, now):
                 done += 1
+        self.cancelled += done
         if self._wake is not None:
             _resolve(self._wake)
         return done
@@ -170,6 +180,7 @@ class ZoneActor:
             "slow_factor": zone.slow_factor,
             "report_s": now,
             "received": self.received,
+            "cancelled": self.cancelled,
             "incarnation": self.incarnation,
             "work_s": zone.work_s,
             "area_queued": zone.area_queued,
@@ -252,13 +263,18 @@ class ZoneActor:
                     outbox.append((rid, UPDATE_FIRST, 1, request.first_token_s, request.first_token_s))
                     if self._next_tick == math.inf:
                         self._next_tick = now + self.stream_interval_s
+                elif rid in self._first_only:
+                    self._first_only.discard(rid)
+                    outbox.append((rid, UPDATE_FIRST, 1, request.first_token_s, request.first_token_s))
             elif kind == FINISHED:
                 self._requests.pop(rid, None)
                 self._streaming.pop(rid, None)
+                self._first_only.discard(rid)
                 outbox.append((rid, UPDATE_DONE, request.output_tokens, request.finish_s, request.first_token_s))
             elif kind == FAILED:
                 self._requests.pop(rid, None)
                 self._streaming.pop(rid, None)
+                self._first_only.discard(rid)
                 outbox.append((rid, UPDATE_FAILED, 0, now, request.first_token_s))
         if outbox and self._poll_waiter is not None:
             _resolve(self._poll_waiter)

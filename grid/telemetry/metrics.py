@@ -3,8 +3,8 @@
 `GridMetrics(registry, scenario)` registers the families on a registry you own (no import-time
 globals) and pre-creates every series that is known in advance, so a fresh grid exports zeros and
 dashboards show flat lines instead of "no data". Label values come only from the scenario (zone,
-region and population ids) and from fixed sets (`STATUSES`, `FINISHED_REASONS`, `RETRY_REASONS`);
-a value outside them raises `ValueError` — `/metrics` stays bounded whatever clients send.
+region and population ids) and from fixed sets (`STATUSES`, `FINISHED_REASONS`, `RETRY_REASONS`,
+`HEDGE_OUTCOMES`); a value outside them raises `ValueError` — `/metrics` stays bounded whatever clients send.
 
 vLLM families (names, types and buckets as vLLM exports them, so vLLM's dashboards and PromQL work
 unchanged; counters are declared without `_total` and exposed with it), each labelled
@@ -33,6 +33,7 @@ Grid families (base units, bounded labels):
 | `grid_load_report_age_seconds` | gauge | zone, region | `observe_zone_report` |
 | `grid_retries_total` | counter | zone (that refused/failed), reason | `observe_retry` |
 | `grid_failovers_total` | counter | from_zone, to_zone | `observe_retry` |
+| `grid_hedges_total` | counter | model_name, population, zone (the copy's), outcome | `observe_hedge` (hedging grids) |
 | `grid_cost_usd_total`, `grid_energy_joules_total`, `grid_carbon_grams_total` | counter | zone, region | `tick` |
 | `grid_zone_replicas` | gauge | zone, region | constructor |
 | `grid_slo_seconds` | gauge | slo (ttft, tpot[, e2e]) | constructor |
@@ -75,6 +76,7 @@ STATUSES = (STOP, LENGTH, ERROR, REJECTED, CANCELLED)  # grid_requests_total{sta
 FINISHED_REASONS = ("stop", "length", "abort", "error")  # vllm:request_success_total{finished_reason}
 _FINISHED_REASON = {STOP: "stop", LENGTH: "length", CANCELLED: "abort", ERROR: "error"}  # rejected: never ran
 RETRY_REASONS = ("busy", "down", "error", "timeout")  # why an attempt at a zone was retried elsewhere
+HEDGE_OUTCOMES = ("won", "lost", "failed")  # of a hedge copy: its first token came first; the other's; it failed
 NO_ZONE = "none"  # grid_requests_total{zone} of a request no zone could take
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # of `GridMetrics.exposition()`
 
@@ -200,7 +202,10 @@ class GridMetrics:
         scenario: Scenario,
         model_name: str | None = None,
         policy: str | None = None,
+        hedging: bool = False,
     ) -> None:
+        """`hedging`: the driver sends hedge copies (its policy hedges), so register `grid_hedges_total`
+        with its series pre-created; a grid that never hedges does not export the family at all."""
         self.registry = registry
         self.model_name = model_name or scenario.model.name
         self.policy = policy or scenario.routing.policy
@@ -349,6 +354,14 @@ class GridMetrics:
         self.failovers = Counter(
             "grid_failovers", "Retries sent to another zone.", ("from_zone", "to_zone"), registry=r
         )
+        self.hedges = None
+        if hedging:
+            self.hedges = Counter(
+                "grid_hedges",
+                "Second copies of slow requests (hedges), by the zone the copy went to and how it ended.",
+                ("model_name", "population", "zone", "outcome"),
+                registry=r,
+            )
         self.cost_usd = Counter("grid_cost_usd", "Cost of the provisioned GPUs, USD.", zl, registry=r)
         self.energy_joules = Counter("grid_energy_joules", "Energy drawn by the zone's GPUs.", zl, registry=r)
         self.carbon_grams = Counter(
@@ -413,6 +426,14 @@ class GridMetrics:
             self._requests[population, NO_ZONE, REJECTED] = self.requests.labels(population, NO_ZONE, REJECTED)
             for region in self.region_ids:
                 self.rtt_applied.labels(population, region)
+        self._hedges = {}
+        if self.hedges is not None:
+            for population in self.population_ids:
+                for zone in self.zone_ids:
+                    for outcome in HEDGE_OUTCOMES:
+                        self._hedges[population, zone, outcome] = self.hedges.labels(
+                            self.model_name, population, zone, outcome
+                        )
         self._routing_decision = self.routing_decision.labels(self.policy)
         for name, value in (("ttft", scenario.slo.ttft_s), ("tpot", scenario.slo.tpot_s), ("e2e", scenario.slo.e2e_s)):
             if value is not None:
@@ -573,6 +594,17 @@ class GridMetrics:
             to_id = self._zone(to_zone)
             if to_id != from_id:
                 self.failovers.labels(from_id, to_id).inc()
+
+    def observe_hedge(self, population: str | int, zone: str | int, outcome: str) -> None:
+        """A hedge copy of a `population` request sent to `zone` ended with `outcome` (one of
+        `HEDGE_OUTCOMES`): `won` (its first token came first; the original was cancelled), `lost` (the
+        original's came first, or the request ended before either; the copy was cancelled) or `failed`
+        (refused or failed before a first token; the original carried on)."""
+        if self.hedges is None:
+            raise ValueError("this grid does not hedge: construct GridMetrics with hedging=True")
+        if outcome not in HEDGE_OUTCOMES:
+            raise ValueError(f"unknown hedge outcome {outcome!r}; one of {', '.join(HEDGE_OUTCOMES)}")
+        self._hedges[self._population(population), self._zone(zone), outcome].inc()
 
     def tick(self, now_s: float) -> None:
         """Accrue cost, energy and carbon from the previous tick to `now_s` (any monotonic clock,

@@ -12,6 +12,7 @@ from grid.scenario import load_scenario
 from grid.serving.request import Request
 from grid.telemetry import GridMetrics
 from grid.telemetry.metrics import (
+    HEDGE_OUTCOMES,
     NO_ZONE,
     RETRY_REASONS,
     STATUSES,
@@ -354,3 +355,25 @@ def test_exposition_parses_and_stays_small(metrics):
     assert parsed
     assert all(not math.isnan(s.value) for f in parsed for s in f.samples)
     assert len(text.splitlines()) < 5000  # default world: 9 zones × 22 populations
+
+
+def test_hedges_by_population_copy_zone_and_outcome_only_on_a_hedging_grid(scenario):
+    plain = GridMetrics(CollectorRegistry(), scenario)
+    assert "grid_hedges" not in families(plain)  # a grid that never hedges looks as before
+    with pytest.raises(ValueError):
+        plain.observe_hedge("london", "paris-1", "won")
+    hedging = GridMetrics(CollectorRegistry(), scenario, hedging=True)
+    assert families(hedging)["grid_hedges"].type == "counter"
+    precreated = samples(hedging, "grid_hedges_total")
+    assert len(precreated) == len(scenario.populations) * len(scenario.zones) * len(HEDGE_OUTCOMES)
+    assert all(s.value == 0 for s in precreated)
+    before = len(hedging.exposition().splitlines())
+    hedging.observe_hedge("london", "paris-1", "won")
+    hedging.observe_hedge(0, 1, "lost")  # indices, as the gateway passes them
+    labels = {"model_name": scenario.model.name, "population": "london", "zone": "paris-1", "outcome": "won"}
+    assert value(hedging, "grid_hedges_total", **labels) == 1
+    assert sum(s.value for s in samples(hedging, "grid_hedges_total")) == 2
+    for bad in (("london", "paris-1", "tied"), ("<script>", "paris-1", "won"), ("london", "zone-from-header", "won")):
+        with pytest.raises(ValueError):
+            hedging.observe_hedge(*bad)
+    assert len(hedging.exposition().splitlines()) == before < 5000

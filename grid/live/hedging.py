@@ -1,0 +1,188 @@
+"""Hedged requests in the live gateway ("The Tail at Scale", Dean & Barroso 2013), as the simulator
+drives them (grid/sim/simulator.py), for policies with the hedge hooks (`hedged`):
+
+- at arrival, `policy.hedge_after_s(request, view)` gives a client-side delay (None: no hedge yet).
+  If the request has no first token when it passes (arrival + delay on the gateway's clock, the
+  clock TTFT is measured on), a second copy goes to `policy.choose_hedge(request, view)`'s zone — at
+  most one copy per request, and only within the budget: copies ≤ `hedge_budget` × requests so far;
+- the first copy whose first token reaches the gateway wins; the other is cancelled at its zone
+  actor (`ZoneActor.cancel`), which frees its capacity in the serving model;
+- a copy refused or failed before its first token just goes and the other carries on; only when both
+  have failed does the request fall back to the gateway's retries (the copy's zone counts as tried,
+  not as a retry);
+- the client sees one answer, the winner's (its headers name the winner's zone, plus `x-grid-hedge`);
+  RunStats, `grid_requests_total` and usage count the request once, with the winner's figures; the
+  loser never reaches them. `policy.observe` sees the winner, so its p95 threshold learns from live
+  first-token times.
+
+Where the live grid differs from the simulator (by a few ms of Ray transport): "no first token" and
+"first" are what the gateway has received, not the zone's model clock; and the copy's RTT gets the
+gateway's jitter like any attempt (the simulator sends its copy at the base RTT).
+
+Both copies carry the request's id (each zone actor keys its own requests), so the gateway tells
+them apart by zone: `_Live.hedge` is the copy while the two race. Each hedge ends with one outcome,
+counted in `counts` and `grid_hedges_total{outcome}`: won, lost (the original's first token came
+first, or the request ended before either) or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+from grid.live.zone_actor import NOTIFY_FIRST, NOTIFY_STREAM
+from grid.serving.request import Request as GridRequest
+
+if TYPE_CHECKING:
+    from grid.live.gateway import GridGateway, _Live
+
+log = logging.getLogger(__name__)
+
+
+class Hedging:
+    """The gateway's hedging: arms each request at arrival, races the copies, keeps the counts."""
+
+    def __init__(self, gateway: GridGateway, policy) -> None:
+        self.gateway = gateway
+        self.policy = policy
+        self.budget = float(getattr(policy, "hedge_budget", 0.0))
+        self.counts = {"sent": 0, "won": 0, "lost": 0, "failed": 0}
+
+    @staticmethod
+    def supported(policy) -> bool:
+        """The policy has the hooks the simulator drives (a policy without them is never hedged)."""
+        return callable(getattr(policy, "hedge_after_s", None)) and callable(getattr(policy, "choose_hedge", None))
+
+    def arm(self, live: _Live) -> None:
+        """At arrival: when a copy becomes due (the view is the arrival's, as in the simulator)."""
+        request = live.request
+        try:
+            delay_s = self.policy.hedge_after_s(request, self.gateway.view)
+        except Exception:  # a policy bug must not fail requests: no hedge for this one
+            log.exception("policy %s: hedge_after_s raised", getattr(self.policy, "name", "?"))
+            return
+        if delay_s is not None and delay_s >= 0.0:
+            live.hedge_at_s = request.arrival_s + delay_s
+
+    async def race(self, live: _Live, zi: int, stream: bool):
+        """Send the request to `zi` and, if its first token is not in when the hedge is due, a copy to
+        the policy's hedge zone. Returns what the winner's `GridGateway._send` returned (headers, half
+        RTT, first update), None when every copy failed, or its deadline marker. On return the
+        request's zone, RTT, update queue and admission are the winner's."""
+        gateway = self.gateway
+        notify = NOTIFY_STREAM if stream else NOTIFY_FIRST  # a non-streaming copy needs its first token too
+        primary = asyncio.ensure_future(gateway._send(live, live, zi, notify, live.request.arrival_s))
+        legs: dict[asyncio.Future, _Live] = {primary: live}  # the copies still racing
+        hedge = zb = None
+        outcome = "lost"  # unless the copy wins or fails
+        try:
+            done, _ = await asyncio.wait((primary,), timeout=max(0.0, live.hedge_at_s - gateway.now()))
+            if done:  # in time: a first token (the request is disarmed), or a failure (its retry stays armed)
+                del legs[primary]
+                result = primary.result()
+                if result is not None:
+                    live.hedge_at_s = -math.inf
+                return result
+            due_s, live.hedge_at_s = live.hedge_at_s, -math.inf  # one copy per request at most
+            zb = self._hedge_zone(live)
+            if zb is None:
+                del legs[primary]
+                return await primary
+            hedge = self._launch(live, zb, notify, due_s)
+            legs[hedge] = live.hedge
+            while legs:
+                done, _ = await asyncio.wait(tuple(legs), return_when=asyncio.FIRST_COMPLETED)
+                results = {task: task.result() for task in done}
+                for task, result in results.items():
+                    if result is None:  # failed before a first token: the other copy carries on
+                        if task is hedge:
+                            outcome = "failed"
+                            live.hedge = None
+                        del legs[task]
+                    elif not isinstance(result, tuple):  # the deadline passed: the request ends
+                        return result
+                firsts = [task for task, result in results.items() if result is not None]
+                if firsts:
+                    winner = min(firsts, key=lambda task: self._first_token_s(legs[task], results[task]))
+                    if winner is hedge:
+                        outcome = "won"
+                    return self._settle(live, legs, winner, results[winner], outcome)
+            return None  # both failed: the gateway retries elsewhere (or gives up)
+        finally:
+            for task, leg in legs.items():  # the request ended (deadline, client gone) while they raced
+                self._drop(task, leg)
+            if hedge is not None:
+                live.hedge = None
+                self._count(live.request.population, zb, outcome)
+
+    def _hedge_zone(self, live: _Live) -> int | None:
+        """The copy's zone: the policy's `choose_hedge` among the zones not tried yet, within the budget."""
+        gateway = self.gateway
+        if self.counts["sent"] >= self.budget * gateway.last_id:  # copies ≤ budget × requests
+            return None
+        request, view = live.request, gateway.view
+        population = request.population
+        saved = view.candidates[population]
+        candidates = [z for z in saved if z not in live.tried]
+        if not candidates:
+            return None
+        view.candidates[population] = candidates  # choose_hedge picks among view.candidates
+        view.now_s = gateway.now()
+        decided = time.perf_counter()
+        try:
+            zb = self.policy.choose_hedge(request, view)
+        except Exception:
+            log.exception("policy %s: choose_hedge raised; no hedge", getattr(self.policy, "name", "?"))
+            return None
+        finally:
+            view.candidates[population] = saved
+        gateway._decision_s = time.perf_counter() - decided
+        return zb if zb in candidates else None
+
+    def _launch(self, live: _Live, zb: int, notify: int, due_s: float) -> asyncio.Future:
+        """Send the copy to `zb`: the request's id and sizes, leaving the gateway at `due_s`."""
+        gateway = self.gateway
+        r = live.request
+        twin = GridRequest(r.id, r.population, r.prompt_tokens, r.output_tokens, r.arrival_s, r.finish_reason)
+        twin.attempts = r.attempts  # a copy runs beside this attempt: it is no attempt of its own
+        leg = live.hedge = type(live)(twin, live.stats, deadline_s=live.deadline_s)  # a _Live
+        live.tried.append(zb)  # a retry, if both fail, goes elsewhere
+        live.hedged += 1
+        self.counts["sent"] += 1
+        return asyncio.ensure_future(gateway._send(live, leg, zb, notify, due_s))
+
+    def _first_token_s(self, leg: _Live, sent: tuple) -> float:
+        """When a copy's first token was produced, on the gateway's clock (to order two that arrived together)."""
+        return sent[2][2] - self.gateway.clock_offset_s[leg.request.zone]
+
+    def _settle(self, live: _Live, legs: dict, winner: asyncio.Future, sent: tuple, outcome: str) -> tuple:
+        """The winner's first token is in: cancel the other copy, make the request the winner's."""
+        leg = legs.pop(winner)
+        for task, other in list(legs.items()):
+            self._drop(task, other)
+            del legs[task]
+        if leg is not live:  # the copy won: the request continues on its zone
+            request, twin = live.request, leg.request
+            request.zone, request.rtt_s = twin.zone, twin.rtt_s
+            live.queue, live.admitted, live.incarnation = leg.queue, leg.admitted, leg.incarnation
+        live.hedge = None
+        headers, half, first = sent
+        return {**headers, "x-grid-hedge": outcome}, half, first
+
+    def _drop(self, task: asyncio.Future, leg: _Live) -> None:
+        """Stop a losing copy: its task (an unanswered submit cancels itself if admitted later, see
+        `GridGateway._send`), and its zone if it was admitted there."""
+        if not task.done():
+            task.cancel()
+        if leg.admitted:
+            leg.admitted = False
+            self.gateway.cancel_on_zone(leg.request.zone, leg.request.id)
+
+    def _count(self, population: int, zone: int, outcome: str) -> None:
+        self.counts[outcome] += 1
+        metrics = self.gateway.metrics
+        if metrics is not None:
+            metrics.observe_hedge(population, zone, outcome)
