@@ -1,15 +1,24 @@
 """Faults on the real live grid (Ray actors killed and restarted, uvicorn on 127.0.0.1): the admin API,
 the scenario's fault schedule, a short chaos drill (one kill, every request accounted for), and the
-simulator agreeing with the live grid on what a zone_down does."""
+simulator agreeing with the live grid on what a zone_down does and on how many requests it fails and
+retries."""
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import time
 
 import pytest
 
+from benchmarks.chaos_drill import (
+    COUNTS,
+    Kill,
+    compare_counts,
+    count_bounds,
+    expected_live,
+    record_arrivals,
+    replay_in_simulator,
+)
 from grid.live import drill
 from grid.live.gateway import GatewaySettings
 from grid.scenario import load_scenario
@@ -75,35 +84,44 @@ def test_scenario_schedule_kills_and_restarts_the_zone_live(chaos):
     assert r.status_code == 200 and r.headers["x-grid-zone"] == "mexico-1"
 
 
-def test_short_chaos_drill_loses_nothing_and_reconciles(chaos, tmp_path):
+def test_short_chaos_drill_loses_nothing_and_reconciles(chaos):
     """≈20 s of open-loop load, frankfurt-1 killed once (5 s): no request lost or hung, client counts
     equal RunStats and grid_requests_total, errors only mid-stream on the killed zone; then the
-    simulator, on the same scenario with the same fault, shows the same kinds of outcome."""
+    simulator, replaying the very requests the gateway received with the same kill at the same time,
+    shows the same kinds of outcome and the same counts (completed, failed mid-stream, failed before
+    the first token, rejected, retries) within the drill's bounds for one kill (`count_bounds`: what
+    differs is timing around the kill and the live gateway's detection delay, not the requests)."""
     gateway = chaos.grid.gateway
     old = _incarnation(chaos, "frankfurt-1")
     before = drill.server_counts(chaos.client.get("/metrics").text)
+    retries_before = gateway.counts["retries"]
     gateway.reset_stats()
     t_start = gateway.now()
     ended_at: list[tuple[float, object]] = []
     gateway.on_request_end.append(lambda record: ended_at.append((gateway.now() - t_start, record)))
-    tally = asyncio.run(
-        drill.drive(
-            chaos.url,
-            chaos.model,
-            DRILL_POPULATIONS,
-            ["frankfurt-1"],
-            duration_s=DRILL_S,
-            rate_rps=DRILL_RATE_RPS,
-            admin_token=TOKEN,
-            kill_every_s=60.0,
-            first_kill_s=KILL_AT_S,
-            down_s=DOWN_S,
-            client_timeout_s=40.0,
-            tokens=DRILL_TOKENS,
-            seed=1,
+    arrivals = record_arrivals(gateway)
+    try:
+        tally = asyncio.run(
+            drill.drive(
+                chaos.url,
+                chaos.model,
+                DRILL_POPULATIONS,
+                ["frankfurt-1"],
+                duration_s=DRILL_S,
+                rate_rps=DRILL_RATE_RPS,
+                admin_token=TOKEN,
+                kill_every_s=60.0,
+                first_kill_s=KILL_AT_S,
+                down_s=DOWN_S,
+                client_timeout_s=40.0,
+                tokens=DRILL_TOKENS,
+                seed=1,
+            )
         )
-    )
-    gateway.on_request_end.clear()
+    finally:
+        del gateway.handle  # back to the class's method
+        gateway.on_request_end.clear()
+    live_retries = gateway.counts["retries"] - retries_before
     counts = tally.counts()
     summary = tally.to_dict()
     assert counts["lost"] == 0 and counts["unexpected"] == 0, summary
@@ -125,7 +143,7 @@ def test_short_chaos_drill_loses_nothing_and_reconciles(chaos, tmp_path):
     assert kill["midstream_failures"] + kill["failovers"] >= 1, kill
     assert kill["midstream_failures"] == counts["failed_midstream"]
 
-    # --- the same kinds of outcome in the simulator -------------------------------------------
+    # --- the same requests and kill in the simulator: the same kinds of outcome, and counts -----
     killed_s = kill["killed_at_s"] - t_start
     live_kinds = _outcome_kinds(
         [(t, r.zone, r.status) for t, r in ended_at],
@@ -133,22 +151,14 @@ def test_short_chaos_drill_loses_nothing_and_reconciles(chaos, tmp_path):
         killed_s + DOWN_S,
         DRILL_S,
     )
-    from grid.sim.simulator import Simulation
-
-    scenario = load_scenario(
-        str(SMALL_SCENARIO),
-        {"faults": [{"at_s": killed_s, "kind": "zone_down", "zone": "frankfurt-1", "duration_s": DOWN_S}]},
+    assert len(arrivals) == len(tally.outcomes)
+    scenario = load_scenario(str(SMALL_SCENARIO))
+    sim_ended: list[tuple[float, str, str]] = []
+    sim = replay_in_simulator(scenario, arrivals, [Kill.from_history(kill, DOWN_S)], seed=2, ended=sim_ended)
+    t_first = min(a.t_s for a in arrivals) - t_start  # the replay's time 0, on this test's clock
+    sim_kinds = _outcome_kinds(
+        [(t + t_first, zone, status) for t, zone, status in sim_ended], killed_s + 0.5, killed_s + DOWN_S, DRILL_S
     )
-    records = tmp_path / "records.csv"
-    Simulation(scenario, duration_s=DRILL_S, rate_scale=3.0, records_path=records, seed=2).run()
-    zone_ids = list(scenario.zones)
-    rows = []
-    with records.open() as f:
-        for row in csv.DictReader(f):
-            if row["status"] in ("stop", "length", "error"):
-                end = float(row["arrival_s"]) + (float(row["e2e_s"]) if row["e2e_s"] else 0.0)
-                rows.append((end, zone_ids[int(row["zone"])], row["status"]))
-    sim_kinds = _outcome_kinds(rows, killed_s + 0.5, killed_s + DOWN_S, DRILL_S)
     same = ("served_by_down_zone_in_window", "others_served_in_window", "down_zone_serves_after")
     assert (
         {k: sim_kinds[k] for k in same}
@@ -159,8 +169,14 @@ def test_short_chaos_drill_loses_nothing_and_reconciles(chaos, tmp_path):
             "down_zone_serves_after": True,
         }
     ), (sim_kinds, live_kinds)
-    assert sim_kinds["zone_failed_requests"] == {"frankfurt-1"}  # the simulator fails what was in flight
-    assert live_kinds["zone_failed_requests"] <= {"frankfurt-1"}  # live retries what had sent nothing yet
+    assert sim_kinds["zone_failed_requests"] <= {"frankfurt-1"}  # both fail only what had its first token
+    assert live_kinds["zone_failed_requests"] <= {"frankfurt-1"}  # and retry what had none
+    live = {**counts, "retries": live_retries}
+    expected = expected_live(sim)
+    print(f"chaos counts: live {live} · simulated {sim} · expected live {expected}")
+    assert sim["in_flight"] == 0, sim
+    bounds = count_bounds(1, sim["detection_window_load"])
+    assert compare_counts(live, expected, bounds) == dict.fromkeys(COUNTS, True), (live, expected, bounds, sim)
 
 
 def _outcome_kinds(ended: list[tuple[float, str | None, str]], window_from: float, window_to: float, end: float):
