@@ -16,8 +16,7 @@ drives them (grid/sim/simulator.py), for policies with the hedge hooks (`hedged`
   first-token times.
 
 Where the live grid differs from the simulator (by a few ms of Ray transport): "no first token" and
-"first" are what the gateway has received, not the zone's model clock; and the copy's RTT gets the
-gateway's jitter like any attempt (the simulator sends its copy at the base RTT).
+"first" are what the gateway has received, not the zone's model clock.
 
 Both copies carry the request's id (each zone actor keys its own requests), so the gateway tells
 them apart by zone: `_Live.hedge` is the copy while the two race. Each hedge ends with one outcome,

@@ -478,7 +478,10 @@ class Simulation:
                         copy = Request(next_id, original.population, original.prompt_tokens, original.output_tokens,
                                        original.arrival_s)  # fmt: skip
                         next_id += 1
-                        copy.zone, copy.rtt_s, copy.attempts = zb, rtt[original.population][zb], 1
+                        rtt_s = rtt[original.population][zb]
+                        if jitter_ratio > 0:  # a copy crosses the network like any attempt
+                            rtt_s *= 1.0 + retry_jitter.expovariate(1.0 / jitter_ratio)
+                        copy.zone, copy.rtt_s, copy.attempts = zb, rtt_s, 1
                         copy.twin, original.twin = original, copy
                         hedges["sent"] += 1
                         zone_views[zb].sent_since_report += 1
