@@ -6,9 +6,10 @@ One `FaultController` per gateway applies a fault now and ends it after `duratio
 - `zone_down`: **kills the zone's Ray actor** (`ray.kill(actor, no_restart=False)`). Every request in
   flight on it fails (the gateway notices the dead actor through its update stream and its health
   checks — the controller does not tell the router, so the detection time is real). Ray restarts the
-  actor at once (`max_restarts`); the controller puts the restarted, empty actor down
-  (`hold_down`), so the zone refuses work until the window ends, then `restore`s it: it comes back
-  empty and up, as in the simulator (`Zone.fail_all` … `Zone.restore`).
+  actor at once (`max_restarts`); the restarted, empty actor starts down (the calls Ray held during
+  the restart are refused, not served) and the controller claims it (`hold_down`), so the zone
+  refuses work until the window ends, then `restore`s it: it comes back empty and up, as in the
+  simulator (`Zone.fail_all` … `Zone.restore`).
 - `zone_slow`: the actor's `set_slow_factor(factor)`, back to 1 at the end.
 - `link_delay`, `partition`: the gateway's `NetworkState` (added RTT / unreachable path between a
   population and a region), undone at the end.
@@ -46,6 +47,7 @@ _NEEDS = {
     "partition": ("population", "region"),
 }
 HOLD_DOWN_TIMEOUT_S = 60.0  # give up waiting for Ray to restart a killed actor after this
+HOLD_DOWN_CALL_S = 1.0  # one hold_down call; retried, and well within zone_actor.RESTART_GRACE_S
 
 
 class FaultRequest(BaseModel):
@@ -203,8 +205,11 @@ class FaultController:
             remaining = record.ends_at_s - self.gateway.now()
             if remaining <= 0:
                 return
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation (`stop`)
+            # that lands as the event is set, and this task would then run on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(record.end_event.wait(), min(remaining, 3600.0))
+                async with asyncio.timeout(min(remaining, 3600.0)):
+                    await record.end_event.wait()
 
     async def _run(self, record: FaultRecord) -> None:
         gateway = self.gateway
@@ -250,7 +255,7 @@ class FaultController:
         give_up = gateway.now() + HOLD_DOWN_TIMEOUT_S
         while gateway.now() < give_up:  # the restarted actor stays down until the window ends
             try:
-                if await _call(actor.hold_down, old):
+                if await _call(actor.hold_down, old, timeout_s=HOLD_DOWN_CALL_S):
                     break
             except Exception:  # still restarting
                 pass
@@ -291,4 +296,7 @@ class FaultController:
 
 
 async def _call(method, *args, timeout_s: float = 5.0):
-    return await asyncio.wait_for(method.remote(*args), timeout_s)
+    """One actor call, awaited for at most `timeout_s` (TimeoutError). asyncio.timeout, not wait_for:
+    Python 3.11's wait_for swallows a cancellation that lands as the answer arrives."""
+    async with asyncio.timeout(timeout_s):
+        return await method.remote(*args)

@@ -32,30 +32,55 @@ non-streaming answer); NOTIFY_STREAM, everything; NOTIFY_FIRST, FIRST then DONE/
 non-streaming copy of a hedged request: the gateway must know which copy's first token came first).
 
 Restarts: the actor runs with `max_restarts` (grid.live.cluster), so a killed actor (a live
-`zone_down`, `ray.kill(actor, no_restart=False)`) comes back as a fresh process: empty, up, with a
+`zone_down`, `ray.kill(actor, no_restart=False)`) comes back as a fresh process: empty, with a
 new `incarnation` (a random id drawn in `__init__`). Every submit and poll answer and every report
 carries it, so the gateway knows that requests admitted by an older incarnation are lost. The loop
-starts on the first call of any method (a restarted actor is never sent `start`). `hold_down(old)`
-puts a *restarted* actor down (it refuses work until `restore`), which is how a fault window outlives
-the restart.
+starts on the first call of any method (a restarted actor is never sent `start`). A restarted actor
+starts *down* (`was_current_actor_reconstructed`; empty, refusing work), because Ray holds the calls
+made while it restarts and delivers them to the new process: submits the gateway sent to the dead
+zone must be refused (and retried elsewhere before their first token), as by a down zone in the
+simulator, not served and then failed mid-stream when the fault controller catches up.
+`hold_down(old)` claims a restarted actor (it stays down until `restore`), which is how a fault
+window outlives the restart; a restarted actor nobody claims within `RESTART_GRACE_S` of its start
+(Ray restarted it after a crash, not a fault) comes back up by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import time
 import uuid
+import warnings
 
 from grid.scenario import GpuProfile
 from grid.serving.request import Request
 from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
 
+log = logging.getLogger(__name__)
+
 UPDATE_FIRST, UPDATE_TOKENS, UPDATE_DONE, UPDATE_FAILED = 0, 1, 2, 3
 ADMITTED, BUSY, DOWN = 0, 1, 2  # submit answers: taken; refused (queue full, too large); zone down
 NOTIFY_NONE, NOTIFY_STREAM, NOTIFY_FIRST = 0, 1, 2  # which updates a request gets (True/False still work)
 MAX_CONCURRENCY = 256  # submit, poll, report, cancel run concurrently on the actor's event loop
+RESTART_GRACE_S = 5.0  # a restarted actor nobody holds down (a crash, not a fault) comes back up after this
+
+
+def _was_reconstructed() -> bool:
+    """True in an actor process that Ray restarted (not the first); False outside Ray."""
+    try:
+        import ray
+
+        if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+            return False  # not in an actor (a test constructing ZoneActor directly)
+        with warnings.catch_warnings():  # Ray's own property reads its deprecated `actor_id`
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)  # a GCS query
+    except Exception:
+        log.exception("cannot tell whether this zone actor was restarted; starting up")
+        return False
 
 
 def _resolve(future: asyncio.Future) -> None:
@@ -86,6 +111,14 @@ class ZoneActor:
         self.received = 0  # submissions ever received (admitted or not): the gateway's in-transit count
         self.cancelled = 0  # admitted requests withdrawn by the gateway (hedge losers, aborts)
         self.incarnation = uuid.uuid4().hex[:12]  # new on every (re)start of the actor process
+        # A restarted process starts down (see "Restarts"): Ray delivers the calls it held during the
+        # restart to this process, and a zone_down fault must refuse them, not serve and then fail them.
+        self.reconstructed = _was_reconstructed()
+        self._held = False  # `hold_down` claimed this restart: only `restore` brings the zone back
+        self._grace: asyncio.TimerHandle | None = None
+        self._restored = False  # `restore` was called on this incarnation
+        if self.reconstructed:
+            self.zone.fail_all(0.0)  # empty: nothing fails, new work is refused until `restore`
 
     def _now(self) -> float:
         return time.monotonic() - self._t0
@@ -94,7 +127,16 @@ class ZoneActor:
 
     def _ensure_started(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run())
+            if self.reconstructed and not self._held and not self.zone.up:
+                self._grace = loop.call_later(max(0.0, RESTART_GRACE_S - self._now()), self._end_grace)
+
+    def _end_grace(self) -> None:
+        """Nobody held this restarted actor down (Ray restarted it after a crash): it comes back up."""
+        self._grace = None
+        if not self._held and not self.zone.up:
+            self.zone.restore(self._now())
 
     async def start(self) -> str:
         self._ensure_started()
@@ -134,13 +176,20 @@ class ZoneActor:
         self._ensure_started()
         if not self._outbox:
             loop = asyncio.get_running_loop()
-            waiter = self._poll_waiter = loop.create_future()
-            handle = loop.call_later(max_wait_s, _resolve, waiter)
-            try:
-                await waiter
-            finally:
-                handle.cancel()
-                self._poll_waiter = None
+            deadline = loop.time() + max_wait_s
+            # Woken by new updates; a submit may take them first (piggybacked on its answer): then wait
+            # on rather than answer empty (an empty answer is a wasted round trip per submit batch).
+            while not self._outbox:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                waiter = self._poll_waiter = loop.create_future()
+                handle = loop.call_later(remaining, _resolve, waiter)
+                try:
+                    await waiter
+                finally:
+                    handle.cancel()
+                    self._poll_waiter = None
         out, self._outbox = self._outbox, []
         return self.incarnation, out
 
@@ -195,15 +244,26 @@ class ZoneActor:
         return len(events)
 
     async def restore(self) -> None:
+        self._held = False
+        self._restored = True
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
         self.zone.restore(self._now())
 
     async def hold_down(self, old_incarnation: str) -> bool:
-        """If this is a restarted actor (not `old_incarnation`), go down (refuse work until
-        `restore`) and return True; False while the old incarnation still answers."""
+        """If this is a restarted actor (not `old_incarnation`), stay (or go) down — refuse work until
+        `restore` — and return True; False while the old incarnation still answers."""
         self._ensure_started()
         if self.incarnation == old_incarnation:
             return False
-        await self.fail_all()
+        if self._restored:  # a stale call (Ray delivers held calls late): its fault already ended
+            return True
+        self._held = True
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        await self.fail_all()  # a restarted actor starts down and empty; this matters only after its grace
         return True
 
     async def process_info(self) -> dict:
