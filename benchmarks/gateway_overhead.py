@@ -3,11 +3,11 @@
 Both servers run in their own processes on the same HTTP stack (FastAPI on uvicorn; httptools and
 uvloop when installed); the bare one returns a fixed chat completion. The gateway serves the small
 test world (3 zones) with zero RTT, no jitter and near-zero service time (a scenario override), so
-what is left is the gateway's own cost: parsing, routing, one batched Ray submit and one update per
-request. Measured in one run with one client (httpx, async, in this process):
+what is left is the gateway's own cost: parsing, routing, a share of one batched Ray submit (whose
+answer carries the finished request's update) and the bookkeeping per request. Measured in one run
+with one client (aiohttp, async, in this process; installed with ray[default] — httpx tops out near
+330 req/s on this machine, below what the servers carry, so it would measure itself):
 1. throughput: closed loop, `--concurrency` requests in flight for `--seconds`;
-   The client is aiohttp (installed with ray[default]): httpx tops out near 330 req/s on this
-   machine, below what the servers carry, so it would measure itself.
 2. latency at a fixed open-loop rate (`--rate`, default 500 req/s): p50/p99, and the gateway's
    added latency = gateway quantile − bare quantile.
 Targets (issue 3): ≥ 50% of the bare throughput, ≤ 10 ms added p99 at 500 req/s.

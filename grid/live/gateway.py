@@ -32,7 +32,9 @@ Resilience (issue 7; `grid.live.health` has the health state machine):
 - **Retries**: an attempt refused (`busy`, `down`), unanswered (`timeout`: no submit answer within
   `attempt_timeout_s`) or failed before its first token reached the client (`error`) is retried on
   another zone: at most `max_retries` times, never twice on one zone, within Envoy's retry budget
-  (retrying requests ≤ max(`retry_budget_min`, `retry_budget_ratio` × requests in flight)). A
+  (retrying requests ≤ max(`retry_budget_min`, `retry_budget_ratio` × requests in flight); all three
+  from the scenario's `routing.*` unless `GatewaySettings` sets them; `grid.serving.retry`), each
+  retry counted in `RunStats.retries` at the failed attempt's zone, as the simulator counts it. A
   non-streaming answer has sent nothing before it completes, so it is retried whenever it fails.
   A stream that already sent tokens ends with an OpenAI `error` event and `[DONE]`.
 - **Deadlines**: every request ends by `request_timeout_s` (504 `deadline_exceeded`, or an error
@@ -62,7 +64,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import functools
 import logging
 import math
 import random
@@ -85,7 +86,7 @@ from grid.faults import NetworkState
 from grid.live import openai_api as api
 from grid.live.cluster import ZoneHandles
 from grid.live.fault_control import FaultController
-from grid.live.health import HealthSettings, RetryBudget, ZoneHealth
+from grid.live.health import HealthSettings, ZoneHealth
 from grid.live.hedging import Hedging
 from grid.live.security import MAX_BODY_BYTES, ApiKeys, BodyLimit, check_admin
 from grid.live.text import chat_template, count_tokens, generate_pieces
@@ -104,6 +105,7 @@ from grid.routing.view import GridView
 from grid.scenario import Scenario
 from grid.serving.request import CANCELLED, ERROR, LENGTH, REJECTED, STOP
 from grid.serving.request import Request as GridRequest
+from grid.serving.retry import RetryBudget
 from grid.sim.simulator import build_zone_views
 from grid.stats import RunStats
 from grid.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -137,9 +139,10 @@ class GatewaySettings:
     apply_faults: bool = True  # play the scenario's fault schedule in wall time from app start
     # resilience
     health: HealthSettings = HealthSettings()
-    max_retries: int = 2  # attempts = 1 + max_retries, each on another zone
-    retry_budget_ratio: float = 0.2  # Envoy's retry budget: 20% of active requests …
-    retry_budget_min: int = 10  # … but at least 10 retrying at once (Envoy: 3; a killed zone here strands ≈5–10)
+    # retries (grid.serving.retry); None: the scenario's routing.max_retries / retry_budget_ratio / retry_budget_min
+    max_retries: int | None = None  # attempts = 1 + max_retries, each on another zone
+    retry_budget_ratio: float | None = None  # Envoy's retry budget: this share of active requests …
+    retry_budget_min: int | None = None  # … but at least this many retrying at once
     attempt_timeout_s: float = 2.5  # a zone that does not answer a submit within this: retry elsewhere
     request_timeout_s: float = 300.0  # per-request deadline (generous: a long answer at low load fits)
     max_in_flight: int = 4096  # requests inside the gateway at once; beyond: 429
@@ -194,13 +197,23 @@ class _ZoneLink:
     """The gateway's end of one zone actor: batched submits and the update long-poll.
 
     Up to `MAX_SUBMITS_IN_FLIGHT` submit calls run at once; requests arriving meanwhile wait and go
-    together in the next call (batching grows with load, the wait stays under one Ray round trip)."""
+    together in the next call (batching grows with load, the wait stays under one Ray round trip).
+    A request whose future is already done when its answer comes (timed out by `expire`, or cancelled:
+    nobody waits any more) but that the zone admitted is withdrawn from it (`withdraw(zone, id)`)."""
 
-    def __init__(self, index: int, actor, deliver: Callable[[int, list], None], lost: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        index: int,
+        actor,
+        deliver: Callable[[int, list], None],
+        lost: Callable[[int], None],
+        withdraw: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.index = index
         self.actor = actor
         self.deliver = deliver
         self.lost = lost
+        self.withdraw = withdraw
         self.incarnation: str | None = None  # last seen on the update stream
         self._batch: list[tuple] = []
         self._waiters: list[asyncio.Future] = []
@@ -230,9 +243,11 @@ class _ZoneLink:
                     self.lost(self.index)
                 if updates:
                     self.deliver(self.index, updates)
-                for future, answer in zip(waiters, answers, strict=True):
+                for future, answer, item in zip(waiters, answers, batch, strict=True):
                     if not future.done():
                         future.set_result((answer, incarnation))
+                    elif answer == ADMITTED and self.withdraw is not None:  # admitted, but nobody waits
+                        self.withdraw(self.index, item[0])
         finally:
             self._sending -= 1
 
@@ -267,9 +282,17 @@ class GridGateway:
         self.model_name = scenario.model.name
         self.context_tokens = scenario.model.context_tokens
         n = len(zones.actors)
-        self.links = [_ZoneLink(i, actor, self._deliver, self._link_lost) for i, actor in enumerate(zones.actors)]
+        self.links = [
+            _ZoneLink(i, actor, self._deliver, self._link_lost, self.cancel_on_zone)
+            for i, actor in enumerate(zones.actors)
+        ]
         self.health = [ZoneHealth(settings.health) for _ in range(n)]
-        self.budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min)
+        routing = scenario.routing
+        self.max_retries = routing.max_retries if settings.max_retries is None else settings.max_retries
+        self.budget = RetryBudget(
+            routing.retry_budget_ratio if settings.retry_budget_ratio is None else settings.retry_budget_ratio,
+            routing.retry_budget_min if settings.retry_budget_min is None else settings.retry_budget_min,
+        )
         self.sent_total = [0] * n
         self._sent_base = [0] * n  # sent_total when the current incarnation started
         self.reports: list[dict | None] = [None] * n
@@ -297,6 +320,18 @@ class GridGateway:
         self.failover_log: deque[tuple[float, int, int]] = deque(maxlen=65536)
         self.midstream_log: deque[tuple[float, int]] = deque(maxlen=65536)
         self.counts = {"retries": 0, "deadline": 0, "reaped": 0, "midstream_failed": 0}
+        w = self.world
+        self._route_headers = [  # [population][zone]: the routed answer's fixed headers, built once
+            [
+                {
+                    "x-grid-zone": w.zone_ids[zi],
+                    "x-grid-region": w.region_ids[w.zone_region[zi]],
+                    "x-grid-population": pop_id,
+                }
+                for zi in range(n)
+            ]
+            for pop_id in w.population_ids
+        ]
         self._decision_s = 0.0
 
     # --- clock and lifecycle -------------------------------------------------------------------
@@ -650,13 +685,12 @@ class GridGateway:
         Returns (zone, headers, half RTT, the first update when streaming or hedging); raises ApiError
         (the request then has ended)."""
         request = live.request
-        settings = self.settings
         while True:
             if self.now() >= live.deadline_s:
                 raise self._deadline_error(live)
             zi = self._choose(request, live.tried)
             retries = len(live.tried) - live.hedged  # a hedge copy's zone is tried, but it is no retry
-            over = retries > settings.max_retries or not (live.retrying or self.budget.allows(len(self.live)))
+            over = retries > self.max_retries or not (live.retrying or self.budget.allows(len(self.live)))
             if live.tried and zi is not None and over:
                 zi = None  # out of retries, or the budget is spent
             if zi is None:
@@ -666,6 +700,7 @@ class GridGateway:
                     live.retrying = True
                     self.budget.retrying += 1
                 self.counts["retries"] += 1
+                live.stats.retries[request.population, live.last_zone] += 1  # at the failed attempt's zone (as sim)
                 if self.metrics is not None:
                     self.metrics.observe_retry(live.last_zone, live.last_reason, zi)
             live.tried.append(zi)
@@ -691,12 +726,7 @@ class GridGateway:
         view = self.view
         request.zone = zi
         rtt = view.rtt_s[population][zi]
-        headers = {
-            "x-grid-zone": self.world.zone_ids[zi],
-            "x-grid-region": self.world.region_ids[self.world.zone_region[zi]],
-            "x-grid-population": self.world.population_ids[population],
-            "x-grid-attempts": str(request.attempts),
-        }
+        headers = {**self._route_headers[population][zi], "x-grid-attempts": str(request.attempts)}
         if not math.isfinite(rtt):  # routed into a partition: the connection fails
             self._attempt_failed(live, zi, "error", health=False)
             return None
@@ -722,15 +752,22 @@ class GridGateway:
             (request.id, population, request.prompt_tokens, request.output_tokens, notify, at_s)
         )
         wait_s = min(self.settings.attempt_timeout_s, live.deadline_s - self.now())
-        # asyncio.wait, not wait_for: it leaves the submit alone on a timeout, and Python 3.11's
-        # wait_for swallows a cancellation (a dropped hedge copy) when the answer lands at that moment.
-        done: set | tuple = ()
-        try:
-            done, _ = await asyncio.wait((future,), timeout=max(0.0, wait_s))
-        finally:
-            if not done:  # nobody waits for the answer any more: if the zone admits it after all, free it
-                future.add_done_callback(functools.partial(self._cancel_if_admitted, zi, request.id))
-        answer, incarnation = future.result() if done else (TIMEOUT, None)
+        # The submit's own future, awaited with a timer that answers TIMEOUT (cheaper than asyncio.wait
+        # per request). A timed-out or cancelled (a dropped hedge copy) future is done before the
+        # zone's answer: if the zone admits the request after all, the link withdraws it.
+        if wait_s > 0:
+            timer = asyncio.get_running_loop().call_later(wait_s, _expire, future)
+            try:
+                answer, incarnation = await future
+            except asyncio.CancelledError:  # answered just as the task was cancelled: withdraw an admission
+                if future.done() and not future.cancelled() and future.result()[0] == ADMITTED:
+                    self.cancel_on_zone(zi, request.id)
+                raise
+            finally:
+                timer.cancel()
+        else:
+            _expire(future)
+            answer, incarnation = future.result()
         if answer == ADMITTED:
             leg.admitted = True
             leg.incarnation = incarnation
@@ -751,11 +788,6 @@ class GridGateway:
         reason = "busy" if answer == BUSY else "timeout" if answer == TIMEOUT else "down"
         self._attempt_failed(live, zi, reason, health=answer != BUSY)
         return None
-
-    def _cancel_if_admitted(self, zi: int, rid: int, future: asyncio.Future) -> None:
-        """Done-callback of a submit nobody waits for: an admitted copy is withdrawn from its zone."""
-        if not future.cancelled() and future.exception() is None and future.result()[0] == ADMITTED:
-            self.cancel_on_zone(zi, rid)
 
     def cancel_on_zone(self, zi: int, rid: int) -> None:
         """Withdraw request `rid` from zone `zi` (frees its capacity; a no-op if it already ended there)."""
@@ -1126,6 +1158,12 @@ async def _report_within(link: _ZoneLink, timeout_s: float) -> dict:
     swallowed `stop()`'s cancel would run on and hang the shutdown."""
     async with asyncio.timeout(timeout_s):
         return await link.actor.report.remote()
+
+
+def _expire(future: asyncio.Future) -> None:
+    """A submit not answered within the attempt's timeout."""
+    if not future.done():
+        future.set_result((TIMEOUT, None))
 
 
 async def _final(queue: asyncio.Queue) -> tuple:

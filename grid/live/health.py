@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from grid.serving.retry import RetryBudget  # noqa: F401  (defined once for both drivers; re-exported)
+
 HEALTHY, EJECTED, HALF_OPEN = "healthy", "ejected", "half_open"
 
 
@@ -142,15 +144,3 @@ class ZoneHealth:
             "ejected_for_s": max(0.0, self.ejected_until - now) if self.state == EJECTED else 0.0,
             "last_reason": self.last_reason,
         }
-
-
-class RetryBudget:
-    """Envoy's retry budget: retries in flight ≤ max(min_concurrency, ratio × active requests)."""
-
-    def __init__(self, ratio: float = 0.2, min_concurrency: int = 3) -> None:
-        self.ratio = ratio
-        self.min_concurrency = min_concurrency
-        self.retrying = 0
-
-    def allows(self, active: int) -> bool:
-        return self.retrying < max(self.min_concurrency, self.ratio * active)

@@ -419,13 +419,14 @@ class GridMetrics:
                 if a != b:
                     self.failovers.labels(a, b)
         self._requests = {}
+        self._rtt_applied = {}
         for population in self.population_ids:
             for zone in self.zone_ids:
                 for status in STATUSES:
                     self._requests[population, zone, status] = self.requests.labels(population, zone, status)
             self._requests[population, NO_ZONE, REJECTED] = self.requests.labels(population, NO_ZONE, REJECTED)
-            for region in self.region_ids:
-                self.rtt_applied.labels(population, region)
+            for region in self.region_ids:  # cached: observe_route runs once per routing decision
+                self._rtt_applied[population, region] = self.rtt_applied.labels(population, region)
         self._hedges = {}
         if self.hedges is not None:
             for population in self.population_ids:
@@ -552,7 +553,7 @@ class GridMetrics:
         trip applied between the population and the chosen zone's region."""
         zone_id = self._zone(zone)
         self._routing_decision.observe(decision_s)
-        self.rtt_applied.labels(self._population(population), self.zone_region[zone_id]).observe(rtt_s)
+        self._rtt_applied[self._population(population), self.zone_region[zone_id]].observe(rtt_s)
 
     def observe_zone_report(
         self,

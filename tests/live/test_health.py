@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from grid.live.health import EJECTED, HALF_OPEN, HEALTHY, HealthSettings, RetryBudget, ZoneHealth
+from grid.live.health import EJECTED, HALF_OPEN, HEALTHY, HealthSettings, ZoneHealth
+from grid.serving.retry import RetryBudget
 
 
 def test_consecutive_errors_eject_then_half_open_then_close():

@@ -25,6 +25,7 @@ from grid.live.cluster import ZoneHandles
 from grid.live.gateway import GatewaySettings, create_app
 from grid.live.text import count_tokens
 from grid.live.zone_actor import ZoneActor
+from grid.report import ZoneFigures, build_report
 from grid.routing.policies import Hedged, LatencyAware
 from grid.scenario import load_scenario
 from grid.world import build_world
@@ -228,7 +229,14 @@ def test_both_copies_failing_falls_back_to_a_retry_elsewhere():
     assert gateway.hedging.counts == {"sent": 1, "won": 0, "lost": 0, "failed": 1}
     assert gateway.counts["retries"] == 1
     assert _completed_at(gateway) == [0, 0, 1]
-    assert int(_stats(gateway).failed.sum()) == 0
+    stats = _stats(gateway)
+    assert int(stats.failed.sum()) == 0
+    # the retry is in RunStats as the simulator counts it: at the failed attempt's zone (a Frankfurt one)
+    assert int(stats.retries.sum()) == 1 and int(stats.retries[:, 2].sum()) == 0
+    world = gateway.world
+    report = build_report(gateway.scenario, world, stats, [ZoneFigures(0.0, 0.0, 0.0)] * 3, 1.0, {}, 0)
+    assert report.grid.retries == 1
+    assert report.to_dict()["grid"]["retries"] == 1
 
 
 def test_no_copy_beyond_the_budget_nor_for_policies_without_the_hooks():
