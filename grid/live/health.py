@@ -25,8 +25,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from grid.serving.retry import RetryBudget  # noqa: F401  (defined once for both drivers; re-exported)
-
 HEALTHY, EJECTED, HALF_OPEN = "healthy", "ejected", "half_open"
 
 

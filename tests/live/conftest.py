@@ -50,6 +50,17 @@ def serve(scenario, settings: GatewaySettings, stream_interval_s: float = 0.01):
         grid.close()
 
 
+def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.05):
+    """`predicate()`'s first truthy value within `timeout_s`, polled; an AssertionError naming `what` if none."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 @pytest.fixture(scope="session")
 def live(ray_session):
     """The small scenario served live: zone actors on Ray, uvicorn on 127.0.0.1 in a thread."""

@@ -23,7 +23,7 @@ from grid.live import drill
 from grid.live.gateway import GatewaySettings
 from grid.scenario import load_scenario
 
-from .conftest import SMALL_SCENARIO, serve
+from .conftest import SMALL_SCENARIO, serve, wait_until
 from .test_gateway_e2e import assert_openai_error
 
 TOKEN = "test-admin-token"
@@ -48,25 +48,15 @@ def _history(chaos) -> list[dict]:
     return r.json()["history"]
 
 
-def _wait(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _incarnation(chaos, zone: str) -> str:
     gateway = chaos.grid.gateway
     return gateway.health[gateway.world.zone_ids.index(zone)].incarnation
 
 
 def test_scenario_schedule_kills_and_restarts_the_zone_live(chaos):
-    first = _wait(lambda: [f for f in _history(chaos) if f["source"] == "scenario"], 10, "the scheduled fault")[0]
+    first = wait_until(lambda: [f for f in _history(chaos) if f["source"] == "scenario"], 10, "the scheduled fault")[0]
     assert first["kind"] == "zone_down" and first["zone"] == "mexico-1"
-    done = _wait(
+    done = wait_until(
         lambda: next((f for f in _history(chaos) if f["id"] == first["id"] and f["back_up_at_s"]), None),
         20,
         "the scheduled fault to end and the zone to come back",
@@ -249,7 +239,7 @@ def test_zone_slow_link_delay_partition_and_recover(chaos):
     assert r.status_code == 200
     fault = r.json()["fault"]
     assert fault["kind"] == "zone_slow" and fault["factor"] == 3 and fault["active"]
-    _wait(
+    wait_until(
         lambda: (
             next(z for z in chaos.client.get("/grid/zones").json()["zones"] if z["zone"] == "mexico-1")["slow_factor"]
             == 3
@@ -276,7 +266,7 @@ def test_zone_slow_link_delay_partition_and_recover(chaos):
     assert r.status_code == 200
     assert {"zone_slow", "link_delay", "partition"} <= {f["kind"] for f in r.json()["recovered"]}
     assert not [f for f in _history(chaos) if f["active"]]
-    _wait(
+    wait_until(
         lambda: (
             next(z for z in chaos.client.get("/grid/zones").json()["zones"] if z["zone"] == "mexico-1")["slow_factor"]
             == 1
@@ -293,7 +283,7 @@ def test_zone_down_via_admin_then_recover_one_zone(chaos):
     assert r.status_code == 200
     fault = r.json()["fault"]
     assert fault["ends_at_s"] is None  # no duration: until recovered
-    _wait(lambda: _incarnation(chaos, "frankfurt-2") not in (None, old), 15, "the restarted actor")
+    wait_until(lambda: _incarnation(chaos, "frankfurt-2") not in (None, old), 15, "the restarted actor")
     # While down, berlin is served by frankfurt-1 only.
     time.sleep(0.5)
     for _ in range(5):
@@ -304,7 +294,7 @@ def test_zone_down_via_admin_then_recover_one_zone(chaos):
         assert r.status_code == 200 and r.headers["x-grid-zone"] == "frankfurt-1"
     r = chaos.client.post("/admin/recover", json={"zone": "frankfurt-2"}, headers=AUTH)
     assert r.status_code == 200 and [f["zone"] for f in r.json()["recovered"]] == ["frankfurt-2"]
-    record = _wait(
+    record = wait_until(
         lambda: next((f for f in _history(chaos) if f["id"] == fault["id"] and f["back_up_at_s"]), None),
         15,
         "frankfurt-2 back up",
@@ -354,4 +344,4 @@ def test_metrics_scrapes_answer_while_a_zone_restarts(chaos):
     assert seen_down, "the killed zone never read down in /metrics"
     r = chaos.client.post("/admin/recover", json={"zone": "frankfurt-2"}, headers=AUTH)
     assert r.status_code == 200
-    _wait(lambda: f"{zone_up} 1.0" in chaos.client.get("/metrics").text, 15, "frankfurt-2 up in /metrics")
+    wait_until(lambda: f"{zone_up} 1.0" in chaos.client.get("/metrics").text, 15, "frankfurt-2 up in /metrics")

@@ -22,7 +22,7 @@ from grid.live.gateway import GatewaySettings
 from grid.live.zone_actor import RESTART_GRACE_S
 from grid.scenario import load_scenario
 
-from .conftest import SMALL_SCENARIO, serve
+from .conftest import SMALL_SCENARIO, serve, wait_until
 
 TOKEN = "test-restart-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -41,16 +41,6 @@ def grid(ray_session):
 
 def _zone(grid, zone: str) -> dict:
     return next(z for z in grid.client.get("/grid/zones").json()["zones"] if z["zone"] == zone)
-
-
-def _wait(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def _load_with_kill(grid) -> tuple[list[drill.Outcome], dict]:
@@ -95,7 +85,7 @@ def test_requests_reaching_a_restarting_zone_are_retried_not_failed_midstream(gr
 
         monkeypatch.setattr(fault_control, "_call", late_hold_down)
     outcomes, fault = asyncio.run(_load_with_kill(grid))
-    record = _wait(
+    record = wait_until(
         lambda: next(
             (
                 f
@@ -116,8 +106,8 @@ def test_requests_reaching_a_restarting_zone_are_retried_not_failed_midstream(gr
     assert {o.zone for o in outcomes if o.kind == "failed_midstream"} <= {ZONE}
     assert record["restarted_at_s"] >= killed
     # The zone serves again, empty, once the window is over.
-    _wait(lambda: _zone(grid, ZONE)["up"], 10, f"{ZONE} up")
-    _wait(lambda: _zone(grid, ZONE)["outstanding"] == 0, 10, f"{ZONE} empty")
+    wait_until(lambda: _zone(grid, ZONE)["up"], 10, f"{ZONE} up")
+    wait_until(lambda: _zone(grid, ZONE)["outstanding"] == 0, 10, f"{ZONE} empty")
     r = grid.client.post(
         "/v1/chat/completions",
         json={"model": grid.model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
@@ -135,15 +125,15 @@ def test_a_zone_restarted_without_a_fault_comes_back_by_itself(grid):
     old = ray.get(actor.report.remote(), timeout=10)["incarnation"]
     killed = time.monotonic()
     ray.kill(actor, no_restart=False)
-    report = _wait(
+    report = wait_until(
         lambda: _report(actor, old),
         15,
         "the restarted actor",
     )
     if time.monotonic() - killed < RESTART_GRACE_S:
         assert not report["up"], report  # reconstructed: down until the grace period ends
-    _wait(lambda: (_report(actor, old) or {}).get("up"), RESTART_GRACE_S + 10, "the restarted actor up")
-    _wait(lambda: _zone(grid, ZONE)["up"], 15, f"{ZONE} eligible again")
+    wait_until(lambda: (_report(actor, old) or {}).get("up"), RESTART_GRACE_S + 10, "the restarted actor up")
+    wait_until(lambda: _zone(grid, ZONE)["up"], 15, f"{ZONE} eligible again")
 
 
 def _report(actor, old: str) -> dict | None:
