@@ -14,7 +14,6 @@ their share of requests), won, and the client-side TTFT of streamed answers.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -25,12 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grid.live.experiment import arrival_schedule, live_interval_scenario, run_simulated  # noqa: E402
-from grid.live.gateway import GatewaySettings  # noqa: E402
-from grid.live.loadgen import LoadProcess  # noqa: E402
-from grid.live.server import build_live_grid, free_port, run_async, uvicorn_server, wait_started  # noqa: E402
-from grid.report import Report, ZoneFigures, build_report  # noqa: E402
-from grid.scenario import Scenario, load_scenario  # noqa: E402
+from grid.live.experiment import run_live, run_simulated  # noqa: E402
+from grid.report import Report  # noqa: E402
+from grid.scenario import load_scenario  # noqa: E402
 
 POLICIES = ("latency_aware", "hedged")
 SLOW_FACTOR = 4.0
@@ -44,62 +40,6 @@ DEGRADED = {  # field paths over tests/live/fidelity.yaml
         {"at_s": 0, "kind": "zone_slow", "zone": "london-2", "factor": SLOW_FACTOR},
     ],
 }
-
-
-def run_live(scenario: Scenario, policy: str, duration_s: float, rate_scale: float, seed: int, args) -> dict:
-    """One live run (as grid.live.experiment.run_live, plus the gateway's hedge counts)."""
-    schedule = arrival_schedule(scenario, duration_s, rate_scale, seed)
-    scenario = live_interval_scenario(scenario)
-    grid = build_live_grid(
-        scenario,
-        GatewaySettings(policy=policy, seed=seed),
-        stream_interval_s=args.stream_interval_s,
-        num_cpus=2,
-    )
-    try:
-        return run_async(_serve_and_load(grid, scenario, schedule, policy, duration_s, rate_scale, seed, args))
-    finally:
-        grid.close()
-
-
-async def _serve_and_load(grid, scenario, schedule, policy, duration_s, rate_scale, seed, args) -> dict:
-    port = free_port()
-    server = uvicorn_server(grid.app, "127.0.0.1", port)
-    server_task = asyncio.create_task(server.serve())
-    try:
-        await wait_started(server, server_task)
-        gateway = grid.gateway
-        load = LoadProcess(f"http://127.0.0.1:{port}", scenario.model.name, schedule, args.stream_share, 30.0, seed)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, load.start)
-        print(f"  live {policy}: {len(schedule)} requests over {duration_s:.0f} s", flush=True)
-        gateway.reset_stats()
-        before = await gateway.zone_figures()
-        t_go = gateway.now()
-        load.go()
-        await asyncio.sleep(duration_s)
-        stats, in_flight = gateway.snapshot_stats()
-        after = await gateway.zone_figures()
-        client = await loop.run_in_executor(None, load.result, 60.0)
-        figures = [
-            ZoneFigures(a.work_s - b.work_s, a.area_queued - b.area_queued, a.area_in_system - b.area_in_system)
-            for a, b in zip(after, before, strict=True)
-        ]
-        meta = {"clock": "live (wall clock)", "policy": policy, "seed": seed, "rate_scale": rate_scale}
-        report = build_report(scenario, gateway.world, stats, figures, duration_s, meta, in_flight)
-        hedges = dict(gateway.hedging.counts) if gateway.hedging is not None else None
-        reports = [await link.actor.report.remote() for link in gateway.links]
-        return {
-            "report": report,
-            "client": client,
-            "hedges": hedges,
-            "cancelled_at_zones": sum(r["cancelled"] for r in reports),
-            "outstanding_after": sum(r["outstanding"] for r in reports),
-            "wall_s": gateway.now() - t_go,
-        }
-    finally:
-        server.should_exit = True
-        await server_task
 
 
 def row(policy: str, clock: str, report: Report, hedges: dict | None, client_ttft: dict | None = None) -> dict:
@@ -153,13 +93,20 @@ def main() -> int:
     started = time.monotonic()
     rows, extras = [], {}
     for policy in POLICIES:
-        live = run_live(scenario, policy, args.duration_s, args.rate_scale, seed, args)
+        live = run_live(
+            scenario, policy, args.duration_s, args.rate_scale, seed, args.stream_share, 30.0, args.stream_interval_s
+        )
         sim = run_simulated(scenario, policy, args.duration_s, args.rate_scale, seed)
         sim_hedges = sim.meta.get("hedges")
-        rows.append(row(policy, "live", live["report"], live["hedges"], live["client"].get("client_ttft_s")))
+        rows.append(row(policy, "live", live.report, live.hedges, live.client.get("client_ttft_s")))
         rows.append(row(policy, "simulated", sim, sim_hedges))
-        extras[policy] = {k: live[k] for k in ("hedges", "cancelled_at_zones", "outstanding_after", "wall_s", "client")}
-        extras[policy]["simulated_hedges"] = sim_hedges
+        extras[policy] = {
+            "hedges": live.hedges,
+            "cancelled_at_zones": sum(r["cancelled"] for r in live.zone_reports),
+            "outstanding_after": sum(r["outstanding"] for r in live.zone_reports),
+            "client": live.client,
+            "simulated_hedges": sim_hedges,
+        }
     load = os.getloadavg()
     print(f"\n{scenario.name}: {args.rate_scale * scenario.demand.rate_rps:.1f} req/s offered, {args.duration_s:.0f} s")
     print(format_rows(rows))

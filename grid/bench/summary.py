@@ -83,7 +83,8 @@ BOUND_ROWS = (
 
 
 def _bound_ratios(by_policy: dict[str, dict], bounds: dict[str, dict]) -> list[str]:
-    """ "policy a.aa / b.bb" for every policy, when both bounds are feasible."""
+    """Each policy's mean TTFT over the fluid bound and over the load-aware reference ("p 1.49 / 0.97"),
+    or nothing when either is infeasible."""
     values = [bounds.get(model, {}).get("mean_ttft_s") for model, _ in BOUND_ROWS]
     if any(v is None for v in values):
         return []

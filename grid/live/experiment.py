@@ -65,6 +65,8 @@ class LiveResult:
     report: Report
     client: dict[str, Any]
     startup_s: float
+    zone_reports: list[dict]  # each zone actor's load report once the clients are done
+    hedges: dict[str, int] | None  # the gateway's hedge counts (None: the policy does not hedge)
 
 
 def run_live(
@@ -121,6 +123,8 @@ async def _run_live(
         stats, in_flight = gateway.snapshot_stats()
         after = await gateway.zone_figures()
         client = await loop.run_in_executor(None, load.result, drain_s + 30.0)
+        zone_reports = [await link.actor.report.remote() for link in gateway.links]
+        hedges = dict(gateway.hedging.counts) if gateway.hedging is not None else None
         figures = [
             ZoneFigures(a.work_s - b.work_s, a.area_queued - b.area_queued, a.area_in_system - b.area_in_system)
             for a, b in zip(after, before, strict=True)
@@ -133,7 +137,7 @@ async def _run_live(
             "report_interval_s": gateway.report_interval_s,
         }
         report = build_report(scenario, gateway.world, stats, figures, duration_s, meta, in_flight)
-        return LiveResult(report, client, startup_s)
+        return LiveResult(report, client, startup_s, zone_reports, hedges)
     finally:
         server.should_exit = True
         await server_task
