@@ -4,15 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo sim test lint format bench clean
+.PHONY: install system-deps demo sim test test-fast lint format bench clean
 
+# Python with venv comes first (installed with apt-get only if missing); only `make test` needs more.
 $(STAMP): pyproject.toml
+	PYTHON=$(PYTHON) bash .ci/install-system-deps venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## The system packages the tests run for real: Prometheus + promtool, docker-compose, Chromium (only
+## those missing, with apt-get; sudo when not root).
+system-deps:
+	PYTHON=$(PYTHON) bash .ci/install-system-deps test
 
 ## The main job: the live grid under a minute of load, beside the simulator's prediction.
 demo: $(STAMP)
@@ -22,10 +29,15 @@ demo: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/grid sim
 
-## The whole suite (real Ray, uvicorn, Prometheus and Locust where the tests need them).
-test: $(STAMP)
+## The whole suite (real Ray, uvicorn, Prometheus, Locust and Chromium where the tests need them).
+test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+## The quick loop: ruff and the tests marked neither `live` (real services) nor `slow` (pyproject.toml).
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not live and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

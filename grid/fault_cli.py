@@ -20,32 +20,32 @@ import json
 import os
 import sys
 
-from grid.cli import positive_float_arg
+from grid.cli_args import duration_arg, positive_duration_arg, positive_float_arg
 from grid.errors import GridInputError
-from grid.units import parse_duration_s
+from grid.fault_kinds import FAULT_FIELDS, TARGET_FIELDS
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TOKEN_ENV = "GRID_ADMIN_TOKEN"
 
 
-def _duration(text: str) -> float:
-    try:
-        value = parse_duration_s(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
 def _delay_ms(text: str) -> float:
-    try:
-        value = parse_duration_s(text) * 1000.0
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    value = duration_arg(text) * 1000.0
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text!r}")
     return value
+
+
+_HELP = {
+    "zone_down": "kill a zone's actor; it restarts and stays down for the window",
+    "zone_slow": "multiply a zone's step times",
+    "link_delay": "add RTT between a population and a region",
+    "partition": "cut the path between a population and a region",
+}
+# A fault's fields that are options; its targets (zone, population, region) are positional arguments.
+_OPTIONS = {
+    "factor": (("--factor",), {"type": positive_float_arg, "required": True}),
+    "add_ms": (("--add",), {"dest": "add_ms", "type": _delay_ms, "required": True, "help": "e.g. 200ms"}),
+}
 
 
 def add_fault_parser(subparsers) -> argparse.ArgumentParser:
@@ -56,32 +56,19 @@ def add_fault_parser(subparsers) -> argparse.ArgumentParser:
         parser.add_argument("--url", default=DEFAULT_URL, help=f"the gateway (default {DEFAULT_URL})")
         if duration:
             parser.add_argument(
-                "--for", dest="duration_s", type=_duration, help="end the fault after this long, e.g. 30s"
+                "--for", dest="duration_s", type=positive_duration_arg, help="end the fault after this long, e.g. 30s"
             )
 
-    p = kinds.add_parser("zone-down", help="kill a zone's actor; it restarts and stays down for the window")
-    p.add_argument("zone")
-    common(p)
-    p.set_defaults(run=run_fault, kind="zone_down")
-
-    p = kinds.add_parser("zone-slow", help="multiply a zone's step times")
-    p.add_argument("zone")
-    p.add_argument("--factor", type=positive_float_arg, required=True)
-    common(p)
-    p.set_defaults(run=run_fault, kind="zone_slow")
-
-    p = kinds.add_parser("link-delay", help="add RTT between a population and a region")
-    p.add_argument("population")
-    p.add_argument("region")
-    p.add_argument("--add", dest="add_ms", type=_delay_ms, required=True, help="e.g. 200ms")
-    common(p)
-    p.set_defaults(run=run_fault, kind="link_delay")
-
-    p = kinds.add_parser("partition", help="cut the path between a population and a region")
-    p.add_argument("population")
-    p.add_argument("region")
-    common(p)
-    p.set_defaults(run=run_fault, kind="partition")
+    for kind, fields in FAULT_FIELDS.items():
+        p = kinds.add_parser(kind.replace("_", "-"), help=_HELP[kind])
+        for name in fields:
+            if name in TARGET_FIELDS:
+                p.add_argument(name)
+            else:
+                flags, options = _OPTIONS[name]
+                p.add_argument(*flags, **options)
+        common(p)
+        p.set_defaults(run=run_fault, kind=kind)
 
     p = kinds.add_parser("recover", help="end the faults of ZONE, or every fault")
     p.add_argument("zone", nargs="?")
@@ -125,7 +112,7 @@ def _send(method: str, url: str, path: str, body: dict | None = None) -> int:
 
 def run_fault(args: argparse.Namespace) -> int:
     body = {"kind": args.kind}
-    for name in ("zone", "population", "region", "factor", "add_ms", "duration_s"):
+    for name in (*FAULT_FIELDS[args.kind], "duration_s"):
         value = getattr(args, name, None)
         if value is not None:
             body[name] = value

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from grid.economics import ZoneEconomics, carbon_g
 from grid.scenario import Scenario
 from grid.stats import GroupSummary, RunStats
 from grid.world import World
@@ -104,21 +105,17 @@ def build_report(
     total_carbon_g = 0.0
     for z, zone_id in enumerate(world.zone_ids):
         spec = scenario.zones[zone_id]
-        region = scenario.regions[spec.region]
-        profile = scenario.gpus[spec.gpu]
+        economics = ZoneEconomics.of(scenario, zone_id)
         figures = zone_figures[z]
         row = _group(stats, zone_id, all_pops, [z])
         row.arrivals = row.completed + row.rejected + row.failed
         replica_s = spec.replicas * duration_s
         utilization = figures.work_s / replica_s if replica_s else math.nan
-        gpus = world.gpus[z]
-        cost_usd_per_h = gpus * region.price_usd_per_gpu_hour
+        cost_usd_per_h = economics.cost_usd_per_hour
         busy = utilization if not math.isnan(utilization) else 0.0
-        energy_kwh = gpus * (profile.power_idle_w + (profile.power_max_w - profile.power_idle_w) * busy)
-        energy_kwh *= duration_h / 1000.0
-        carbon_g = energy_kwh * region.carbon_g_per_kwh
+        zone_carbon_g = carbon_g(economics.energy_kwh(busy, duration_s), economics.carbon_g_per_kwh)
         total_cost_usd_per_h += cost_usd_per_h
-        total_carbon_g += carbon_g
+        total_carbon_g += zone_carbon_g
         row.extra.update(
             region=spec.region,
             replicas=spec.replicas,
@@ -127,7 +124,7 @@ def build_report(
             mean_in_system=figures.area_in_system / duration_s if duration_s else math.nan,
             capacity_rps=float(world.capacity_rps[z]),
             cost_usd_per_hour=cost_usd_per_h,
-            carbon_g=carbon_g,
+            carbon_g=zone_carbon_g,
         )
         zones.append(row)
 

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from grid.errors import GridInputError
+from grid.fault_kinds import FaultKind, missing_fields, missing_message
 from grid.serving.retry import MAX_RETRIES, RETRY_BUDGET_MIN, RETRY_BUDGET_RATIO
 from grid.units import parse_duration_s
 
@@ -167,9 +168,6 @@ class Routing(_Strict):
     retry_budget_min: int = Field(default=RETRY_BUDGET_MIN, ge=0, description="… or at least this many")
 
 
-FaultKind = Literal["zone_down", "zone_slow", "link_delay", "partition"]
-
-
 class Fault(_Strict):
     at_s: Seconds
     kind: FaultKind
@@ -182,15 +180,9 @@ class Fault(_Strict):
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Fault:
-        needs = {
-            "zone_down": ("zone",),
-            "zone_slow": ("zone", "factor"),
-            "link_delay": ("population", "region", "add_ms"),
-            "partition": ("population", "region"),
-        }[self.kind]
-        missing = [name for name in needs if getattr(self, name) is None]
+        missing = missing_fields(self)
         if missing:
-            raise ValueError(f"a {self.kind} fault needs {', '.join(missing)}")
+            raise ValueError(missing_message(self.kind, missing))
         return self
 
 

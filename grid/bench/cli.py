@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from grid.cli import seed_count_arg
+from grid.cli_args import add_overrides_arg, duration_arg, seed_count_arg
 from grid.errors import GridInputError
 
 
@@ -29,14 +29,9 @@ def _csv_floats(text: str) -> list[float]:
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
-    from grid.cli import assignment_arg, duration_arg
-
     bench = subparsers.add_parser("bench", help="compare routing policies over seeds and loads (CIs, plots, LP bound)")
     bench.add_argument("--scenario", default="baseline", help="preset name (see `grid scenarios`) or YAML file")
-    bench.add_argument(
-        "--set", dest="overrides", action="append", type=assignment_arg, default=[], metavar="FIELD=VALUE",
-        help="override a scenario field (repeatable)",
-    )  # fmt: skip
+    add_overrides_arg(bench, "override a scenario field (repeatable)")
     bench.add_argument(
         "--policies", default="all", help="comma-separated names or package.module:Class, or `all` (the registry)"
     )

@@ -7,28 +7,20 @@ import json
 import sys
 from pathlib import Path
 
-from grid.cli import seed_count_arg
+from grid.cli_args import add_overrides_arg, duration_arg, float_arg, seed_count_arg
 from grid.errors import GridInputError
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = float_arg(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text!r}")
     return value
 
 
 def _common(parser: argparse.ArgumentParser, default_seeds: int) -> None:
-    from grid.cli import assignment_arg, duration_arg
-
     parser.add_argument("--scenario", default="default", help="preset name (see `grid scenarios`) or YAML file")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", type=assignment_arg, default=[], metavar="FIELD=VALUE",
-        help="override a scenario field for every point (repeatable)",
-    )  # fmt: skip
+    add_overrides_arg(parser, "override a scenario field for every point (repeatable)")
     parser.add_argument("--policy", help="routing policy name or package.module:Class (default: the scenario's)")
     parser.add_argument(
         "--seeds", type=seed_count_arg, default=default_seeds, help=f"seeds 0..N-1 (default {default_seeds})"

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linprog
 
+from grid.economics import cost_usd_per_hour
 from grid.errors import GridInputError
 from grid.scenario import Scenario, scenario_raw, set_path, validate_scenario
 from grid.units import parse_duration_s
@@ -185,7 +186,9 @@ def fast_model(scenario: Scenario, peak: Peak, slo: dict[str, float], quantile: 
     tail = world.rtt_s * jitter_q + np.array(zone_s)[None, :]
     price = np.array(
         [
-            scenario.regions[scenario.zones[z].region].price_usd_per_gpu_hour * scenario.zones[z].gpus_per_replica
+            cost_usd_per_hour(
+                scenario.zones[z].gpus_per_replica, scenario.regions[scenario.zones[z].region].price_usd_per_gpu_hour
+            )
             for z in world.zone_ids
         ]
     )

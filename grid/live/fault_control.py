@@ -30,22 +30,15 @@ import logging
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from grid.fault_kinds import FAULT_FIELDS, FaultKind, missing_fields, missing_message
 from grid.faults import LINK_DELAY, PARTITION, FaultAction
 from grid.live import openai_api as api
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("zone_down", "zone_slow", "link_delay", "partition")
-_NEEDS = {
-    "zone_down": ("zone",),
-    "zone_slow": ("zone", "factor"),
-    "link_delay": ("population", "region", "add_ms"),
-    "partition": ("population", "region"),
-}
 HOLD_DOWN_TIMEOUT_S = 60.0  # give up waiting for Ray to restart a killed actor after this
 HOLD_DOWN_CALL_S = 1.0  # one hold_down call; retried, and well within zone_actor.RESTART_GRACE_S
 
@@ -54,7 +47,7 @@ class FaultRequest(BaseModel):
     """`POST /admin/faults` body."""
 
     model_config = ConfigDict(extra="ignore")
-    kind: Literal["zone_down", "zone_slow", "link_delay", "partition"]
+    kind: FaultKind
     zone: str | None = None
     population: str | None = None
     region: str | None = None
@@ -112,11 +105,9 @@ class FaultController:
             spec = FaultRequest.model_validate_json(raw or b"null")
         except ValidationError as exc:
             raise api.validation_error(exc.errors()) from None
-        missing = [name for name in _NEEDS[spec.kind] if getattr(spec, name) is None]
+        missing = missing_fields(spec)
         if missing:
-            raise api.ApiError(
-                400, f"a {spec.kind} fault needs {', '.join(missing)}", param=missing[0], code="invalid_value"
-            )
+            raise api.ApiError(400, missing_message(spec.kind, missing), param=missing[0], code="invalid_value")
         world = self.gateway.world
         for name, valid in (
             ("zone", world.zone_ids),
@@ -124,7 +115,7 @@ class FaultController:
             ("region", world.region_ids),
         ):
             value = getattr(spec, name)
-            if name in _NEEDS[spec.kind] and value not in valid:
+            if name in FAULT_FIELDS[spec.kind] and value not in valid:
                 raise api.ApiError(
                     400, f"Unknown {name} {value!r}; valid: {', '.join(valid)}", param=name, code="invalid_value"
                 )
@@ -153,7 +144,7 @@ class FaultController:
         now = self.gateway.now()
         duration = spec.duration_s
         ends = now + duration if duration is not None else math.inf
-        keep = {name: getattr(spec, name) for name in _NEEDS[spec.kind]}
+        keep = {name: getattr(spec, name) for name in FAULT_FIELDS[spec.kind]}
         target = (spec.kind, keep.get("zone"), keep.get("population"), keep.get("region"))
         current = next((f for f in self.history if f.active and f.target() == target), None)
         if current is not None and spec.kind == "zone_down":

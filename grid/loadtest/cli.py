@@ -39,7 +39,7 @@ GRID_START_TIMEOUT_S = 120.0
 
 def add_loadtest_parser(subparsers) -> argparse.ArgumentParser:
     """`grid loadtest …` on the `grid` command's subparsers."""
-    from grid.cli import add_scenario_args, positive_float_arg
+    from grid.cli_args import add_scenario_args, positive_float_arg
 
     p = subparsers.add_parser("loadtest", help="run Locust headless against the live grid and summarize")
     add_scenario_args(p)

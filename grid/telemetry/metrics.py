@@ -67,6 +67,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
+from grid.economics import zone_economics
 from grid.scenario import Scenario
 from grid.serving.request import CANCELLED, ERROR, LENGTH, REJECTED, STOP, Request
 
@@ -213,17 +214,7 @@ class GridMetrics:
         self.population_ids = list(scenario.populations)
         self.region_ids = list(scenario.regions)
         self.zone_region = {z: scenario.zones[z].region for z in self.zone_ids}
-        self._zone_gpus = {z: spec.replicas * spec.gpus_per_replica for z, spec in scenario.zones.items()}
-        self._zone_price_usd_per_gpu_s = {
-            z: scenario.regions[spec.region].price_usd_per_gpu_hour / 3600.0 for z, spec in scenario.zones.items()
-        }
-        self._zone_carbon_g_per_j = {
-            z: scenario.regions[spec.region].carbon_g_per_kwh / 3.6e6 for z, spec in scenario.zones.items()
-        }
-        self._zone_power_w = {
-            z: (scenario.gpus[spec.gpu].power_idle_w, scenario.gpus[spec.gpu].power_max_w)
-            for z, spec in scenario.zones.items()
-        }
+        self._zone_economics = zone_economics(scenario)
         self._utilization = dict.fromkeys(self.zone_ids, 0.0)
         self._last_tick_s: float | None = None
         self._tick_lock = threading.Lock()
@@ -610,7 +601,7 @@ class GridMetrics:
     def tick(self, now_s: float) -> None:
         """Accrue cost, energy and carbon from the previous tick to `now_s` (any monotonic clock,
         seconds; the first call only sets the origin). Call it about once a second and before each
-        scrape if you can. Per zone, over the interval:
+        scrape if you can. Per zone, over the interval (the rules of `grid.economics`):
 
         - cost = provisioned GPUs × the region's price per GPU-hour (busy or idle, as in the report);
         - energy = GPUs × (idle power + (max − idle) × min(1, last reported utilization)); a down
@@ -625,15 +616,14 @@ class GridMetrics:
                 return
             dt = now_s - last
             for zone, z in self._z.items():
-                gpus = self._zone_gpus[zone]
-                if not gpus:
+                economics = self._zone_economics[zone]
+                if not economics.gpus:
                     continue
-                idle_w, max_w = self._zone_power_w[zone]
                 busy = min(1.0, max(0.0, self._utilization[zone]))
-                joules = gpus * (idle_w + (max_w - idle_w) * busy) * dt
-                z["cost"].inc(gpus * self._zone_price_usd_per_gpu_s[zone] * dt)
+                joules = economics.energy_j(busy, dt)
+                z["cost"].inc(economics.cost_usd(dt))
                 z["energy"].inc(joules)
-                z["carbon"].inc(joules * self._zone_carbon_g_per_j[zone])
+                z["carbon"].inc(economics.carbon_g(joules))
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format, without prometheus_client's `*_created` series
