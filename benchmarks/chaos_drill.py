@@ -206,8 +206,8 @@ class _Watch(Policy):
         self.name = inner.name
         self.ended: dict[int, tuple[str, bool, float, float, int]] = {}
 
-    def choose(self, request, view) -> int:
-        return self.inner.choose(request, view)
+    def choose(self, request, candidates, view) -> int:
+        return self.inner.choose(request, candidates, view)
 
     def observe(self, request) -> None:
         end_s = request.finish_s + (0.5 * request.rtt_s if request.status in (STOP, LENGTH) else 0.0)
@@ -265,13 +265,9 @@ def replay_in_simulator(
         output_tokens=np.array([a.output_tokens for a in arrivals]),
     )
 
-    class Replay(Simulation):
-        def _arrivals(self, rng):
-            return [chunk]
-
     watch = _Watch(make_policy(replayed.routing.policy, seed))
     end_s = max([chunk.arrival_s[-1]] + [f.at_s + f.duration_s for f in faults]) + drain_s
-    report = Replay(replayed, policy=watch, seed=seed, duration_s=float(end_s)).run()
+    report = Simulation(replayed, policy=watch, seed=seed, duration_s=float(end_s), arrivals=lambda rng: [chunk]).run()
     names = ("completed", "failed_midstream", "failed", "rejected", "failed_unary_after_first_token")
     counts = dict.fromkeys(names, 0)
     counts["detection_window_load"] = 0

@@ -36,12 +36,12 @@ import numpy as np
 import simpy
 
 from grid.demand.arrivals import DemandModel, poisson_arrivals, size_sampler
+from grid.dispatch.settings import build_zone_views
 from grid.faults import NetworkState
 from grid.routing.registry import make_policy
 from grid.routing.view import GridView
 from grid.scenario import GpuProfile, Scenario
 from grid.serving.request import Request as _Request
-from grid.sim.simulator import build_zone_views
 from grid.stats import METRICS, RunStats
 from grid.world import build_world
 
@@ -294,7 +294,7 @@ class SimpyGrid:
                 if not view.candidates[p]:
                     stats.rejected[p, -1] += 1
                     continue
-                zi = self.policy.choose(request, view)
+                zi = self.policy.choose(request, view.candidates[p], view)
                 request.zone = zi
                 request.rtt_s = view.rtt_s[p][zi] * (1.0 + jitter)
                 env.process(self.serve(request, self.zones[zi]))

@@ -7,65 +7,10 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-import yaml
-
+from grid.cli_args import add_scenario_args, duration_arg, positive_float_arg
 from grid.errors import GridInputError
-from grid.units import parse_duration_s
 
 EXIT_BAD_INPUT = 2
-
-
-def duration_arg(text: str) -> float:
-    try:
-        return parse_duration_s(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def positive_float_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def seed_count_arg(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of seeds, got {text!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError("--seeds must be ≥ 1")
-    return count
-
-
-def assignment_arg(text: str) -> tuple[str, object]:
-    """`path.to.field=value`, the value read as YAML (so 3, 0.5, true and [a, b] are typed)."""
-    path, sep, value = text.partition("=")
-    if not sep or not path:
-        raise argparse.ArgumentTypeError(f"expected FIELD.PATH=VALUE, got {text!r}")
-    try:
-        return path.strip(), yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"{path}: cannot read the value {value!r}") from None
-
-
-def add_scenario_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenario", default="default", help="preset name (see `grid scenarios`) or YAML file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        type=assignment_arg,
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override a scenario field, e.g. --set zones.paris-1.replicas=2 (repeatable)",
-    )
-    parser.add_argument("--policy", help="routing policy name or package.module:Class (default: the scenario's)")
-    parser.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=duration_arg, help="simulated time, e.g. 10m, 1h (default: the scenario's)")
     sim.add_argument("--rate-scale", type=positive_float_arg, default=1.0, help="multiply every arrival rate")
     sim.add_argument("--records", metavar="FILE", help="write one CSV row per request to FILE")
+    sim.add_argument(
+        "--metrics-out",
+        metavar="FILE",
+        help="write the run's Prometheus families over simulated time as OpenMetrics "
+        "(backfill: promtool tsdb create-blocks-from openmetrics FILE DIR)",
+    )
     sim.add_argument("--json", action="store_true", help="print the report as JSON (keys: see README)")
     sim.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
     sim.set_defaults(run=_run_sim)
@@ -146,7 +97,18 @@ def _run_sim(args: argparse.Namespace) -> int:
         records_path=args.records,
         progress=progress,
     )
-    report = sim.run()
+    recorder = None
+    if args.metrics_out:
+        from grid.dispatch.core import supports_hedging
+        from grid.telemetry.openmetrics import open_recorder
+
+        recorder = open_recorder(scenario, args.metrics_out, sim.policy.name, supports_hedging(sim.policy))
+        sim.sinks.append(recorder)
+    try:
+        report = sim.run()
+    finally:
+        if recorder is not None:
+            recorder.close()
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_table(report))
     return 0
 

@@ -45,6 +45,7 @@ class RunStats:
         self.arrivals = [0] * n_populations
         # Ended requests by (population, zone); zone -1 (never routed) is the last column.
         self.rejected = np.zeros((n_populations, n_zones + 1), dtype=np.int64)
+        self.context_rejected = np.zeros(n_populations, dtype=np.int64)  # of those: prompt over the context
         self.failed = np.zeros((n_populations, n_zones + 1), dtype=np.int64)
         self.completed = np.zeros((n_populations, n_zones), dtype=np.int64)
         # Retries by (population, zone the failed attempt was on): attempts tried again elsewhere.

@@ -338,11 +338,10 @@ def simulate_profile(
     s = live_interval_scenario(scenario).model_copy(update={"faults": faults, "duration_s": profile.duration_s})
     sizes = size_sampler(scenario.demand.sizes)
 
-    class _ProfileSimulation(Simulation):
-        def _arrivals(self, rng: np.random.Generator):
-            return profile_arrivals(profile, sizes, rng)
+    def arrivals(rng: np.random.Generator):
+        return profile_arrivals(profile, sizes, rng)
 
-    return _ProfileSimulation(s, policy, seed, profile.duration_s, records_path=records_path).run()
+    return Simulation(s, policy, seed, profile.duration_s, records_path=records_path, arrivals=arrivals).run()
 
 
 # --- step-ramp analysis -------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from grid.dispatch.sinks import Sink
+from grid.economics import cost_usd, gpu_hours
 from grid.errors import GridInputError
 from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
 from grid.scenario import load_scenario
@@ -37,46 +39,20 @@ class RunSpec:
     duration_s: float | None
 
 
-OPTIONAL_POLICY_HOOKS = ("hedge_after_s", "choose_hedge", "hedge_budget")
+class UtilizationSampler(Sink):
+    """Samples the zones' reported utilization, as the router sees it, at the first arrival every
+    `every_s` of simulated time: a utilization time series from the run's own events."""
 
-
-class _Sampled:
-    """Wraps a policy (same interface) and samples the zones' reported utilization every
-    `every_s` of simulated time from the view it is handed: a utilization time series without a
-    simulator hook. Decisions are the inner policy's, unchanged."""
-
-    def __init__(self, inner, every_s: float) -> None:
-        self.inner = inner
-        self.name = getattr(inner, "name", type(inner).__name__)
+    def __init__(self, view, every_s: float) -> None:
+        self.view = view
         self.every_s = every_s
         self.next_s = 0.0
         self.samples: list[list[float]] = []  # [t, utilization of each zone (NaN if down)]
-        self._choose = inner.choose
-        inner_observe = getattr(type(inner), "observe", None)
-        from grid.routing.policy import Policy
 
-        if inner_observe is not None and inner_observe is not Policy.observe:
-            self.observe = inner.observe
-        for hook in OPTIONAL_POLICY_HOOKS:  # the driver looks these up on the policy it is handed
-            if hasattr(inner, hook):
-                setattr(self, hook, getattr(inner, hook))
-
-    def choose(self, request, view) -> int:
-        if view.now_s >= self.next_s:
-            self.samples.append([view.now_s] + [z.utilization if z.up else math.nan for z in view.zones])
-            self.next_s = view.now_s + self.every_s
-        return self._choose(request, view)
-
-
-def prepare_view(sim) -> None:
-    """Give the router what the view's optional fields carry (SLO, start time, time zones).
-
-    The simulator does this itself once it sets them (idempotent: same values)."""
-    scenario = sim.scenario
-    sim.view.start_utc = scenario.demand.start_utc
-    sim.view.slo_ttft_s = scenario.slo.ttft_s
-    for zv in sim.view.zones:
-        zv.tz = scenario.regions[zv.region].tz
+    def arrived(self, request, now_s: float) -> None:
+        if now_s >= self.next_s:
+            self.samples.append([now_s] + [z.utilization if z.up else math.nan for z in self.view.zones])
+            self.next_s = now_s + self.every_s
 
 
 def ttft_histogram(stats) -> tuple[list[int], list[int]]:
@@ -108,19 +84,18 @@ def usage_cost_usd_per_1m(scenario, report: dict, duration_s: float) -> float:
         start = scenario.demand.start_utc
         hours = [local_hour(start, t, region.tz) for t in steps]
         price = np.mean([price_usd_per_gpu_hour(region.price_usd_per_gpu_hour, h) for h in hours])
-        usd += (zone["utilization"] or 0.0) * gpus * duration_s / 3600.0 * price
+        usd += cost_usd(gpu_hours((zone["utilization"] or 0.0) * gpus, duration_s), price)
     return usd / (tokens / 1e6)
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
     """Simulate one run; returns the report dict plus the TTFT histogram and utilization series."""
-    from grid.routing.registry import make_policy
     from grid.sim.simulator import Simulation
 
     scenario = load_scenario(spec.scenario, dict(spec.overrides))
-    policy = _Sampled(make_policy(spec.policy, spec.seed), UTILIZATION_SAMPLE_S)
-    sim = Simulation(scenario, policy=policy, seed=spec.seed, duration_s=spec.duration_s, rate_scale=spec.load)
-    prepare_view(sim)
+    sim = Simulation(scenario, policy=spec.policy, seed=spec.seed, duration_s=spec.duration_s, rate_scale=spec.load)
+    sampler = UtilizationSampler(sim.view, UTILIZATION_SAMPLE_S)
+    sim.sinks.append(sampler)
     report = sim.run().to_dict()
     report["meta"]["policy"] = spec.policy
     idx, counts = ttft_histogram(sim.stats)
@@ -134,7 +109,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         "ttft_hist": {"bucket": idx, "count": counts},
         "ttft_mean_s": mean_ttft,
         "usage_usd_per_1m_output_tokens": usage_cost_usd_per_1m(scenario, report, sim.duration_s),
-        "utilization_series": {"zones": [z.zone_id for z in sim.view.zones], "samples": policy.samples},
+        "utilization_series": {"zones": [z.zone_id for z in sim.view.zones], "samples": sampler.samples},
     }
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from grid.demand.arrivals import DemandModel, poisson_arrivals, size_sampler
-from grid.live.gateway import LIVE_REPORT_INTERVAL_S, GatewaySettings
+from grid.live.gateway import GatewaySettings
+from grid.live.gateway_state import LIVE_REPORT_INTERVAL_S
 from grid.live.loadgen import LoadProcess, Schedule
 from grid.live.server import (
     DEFAULT_STREAM_INTERVAL_S,

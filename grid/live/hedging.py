@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from typing import TYPE_CHECKING
 
 from grid.live.zone_actor import NOTIFY_FIRST, NOTIFY_STREAM
@@ -44,36 +43,29 @@ log = logging.getLogger(__name__)
 class Hedging:
     """The gateway's hedging: arms each request at arrival, races the copies, keeps the counts."""
 
-    def __init__(self, gateway: GridGateway, policy) -> None:
+    def __init__(self, gateway: GridGateway) -> None:
         self.gateway = gateway
-        self.policy = policy
-        self.budget = float(getattr(policy, "hedge_budget", 0.0))
-        self.counts = {"sent": 0, "won": 0, "lost": 0, "failed": 0}
+        self.dispatch = gateway.dispatch  # the rules: when, where, the budget, the counts
 
-    @staticmethod
-    def supported(policy) -> bool:
-        """The policy has the hooks the simulator drives (a policy without them is never hedged)."""
-        return callable(getattr(policy, "hedge_after_s", None)) and callable(getattr(policy, "choose_hedge", None))
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.dispatch.hedges
 
     def arm(self, live: _Live) -> None:
         """At arrival: when a copy becomes due (the view is the arrival's, as in the simulator)."""
         request = live.request
-        try:
-            delay_s = self.policy.hedge_after_s(request, self.gateway.view)
-        except Exception:  # a policy bug must not fail requests: no hedge for this one
-            log.exception("policy %s: hedge_after_s raised", getattr(self.policy, "name", "?"))
-            return
-        if delay_s is not None and delay_s >= 0.0:
+        delay_s = self.dispatch.hedge_delay_s(request, request.arrival_s)
+        if delay_s is not None:
             live.hedge_at_s = request.arrival_s + delay_s
 
     async def race(self, live: _Live, zi: int, stream: bool):
         """Send the request to `zi` and, if its first token is not in when the hedge is due, a copy to
-        the policy's hedge zone. Returns what the winner's `GridGateway._send` returned (headers, half
+        the policy's hedge zone. Returns what the winner's `GridGateway.send` returned (headers, half
         RTT, first update), None when every copy failed, or its deadline marker. On return the
         request's zone, RTT, update queue and admission are the winner's."""
         gateway = self.gateway
         notify = NOTIFY_STREAM if stream else NOTIFY_FIRST  # a non-streaming copy needs its first token too
-        primary = asyncio.ensure_future(gateway._send(live, live, zi, notify, live.request.arrival_s))
+        primary = asyncio.ensure_future(gateway.send(live, live, zi, notify, live.request.arrival_s))
         legs: dict[asyncio.Future, _Live] = {primary: live}  # the copies still racing
         hedge = zb = None
         outcome = "lost"  # unless the copy wins or fails
@@ -115,31 +107,12 @@ class Hedging:
                 self._drop(task, leg)
             if hedge is not None:
                 live.hedge = None
-                self._count(live.request.population, zb, outcome)
+                self._count(live, zb, outcome)
 
     def _hedge_zone(self, live: _Live) -> int | None:
-        """The copy's zone: the policy's `choose_hedge` among the zones not tried yet, within the budget."""
-        gateway = self.gateway
-        if self.counts["sent"] >= self.budget * gateway.last_id:  # copies ≤ budget × requests
-            return None
-        request, view = live.request, gateway.view
-        population = request.population
-        saved = view.candidates[population]
-        candidates = [z for z in saved if z not in live.tried]
-        if not candidates:
-            return None
-        view.candidates[population] = candidates  # choose_hedge picks among view.candidates
-        view.now_s = gateway.now()
-        decided = time.perf_counter()
-        try:
-            zb = self.policy.choose_hedge(request, view)
-        except Exception:
-            log.exception("policy %s: choose_hedge raised; no hedge", getattr(self.policy, "name", "?"))
-            return None
-        finally:
-            view.candidates[population] = saved
-        gateway._decision_s = time.perf_counter() - decided
-        return zb if zb in candidates else None
+        """The copy's zone: the dispatch core's hedge rule (budget, zones not tried, the policy's choice)."""
+        zb = self.dispatch.hedge(live.request, live.attempts, self.gateway.now())
+        return zb if zb >= 0 else None
 
     def _launch(self, live: _Live, zb: int, notify: int, due_s: float) -> asyncio.Future:
         """Send the copy to `zb`: the request's id and sizes, leaving the gateway at `due_s`."""
@@ -147,15 +120,12 @@ class Hedging:
         r = live.request
         twin = GridRequest(r.id, r.population, r.prompt_tokens, r.output_tokens, r.arrival_s, r.finish_reason)
         twin.attempts = r.attempts  # a copy runs beside this attempt: it is no attempt of its own
-        leg = live.hedge = type(live)(twin, live.stats, deadline_s=live.deadline_s)  # a _Live
-        live.tried.append(zb)  # a retry, if both fail, goes elsewhere
-        live.hedged += 1
-        self.counts["sent"] += 1
-        return asyncio.ensure_future(gateway._send(live, leg, zb, notify, due_s))
+        leg = live.hedge = type(live)(twin, deadline_s=live.deadline_s)  # a _Live (its zone is tried already)
+        return asyncio.ensure_future(gateway.send(live, leg, zb, notify, due_s))
 
     def _first_token_s(self, leg: _Live, sent: tuple) -> float:
         """When a copy's first token was produced, on the gateway's clock (to order two that arrived together)."""
-        return sent[2][2] - self.gateway.clock_offset_s[leg.request.zone]
+        return sent[2][2] - self.gateway.monitor.clock_offset_s[leg.request.zone]
 
     def _settle(self, live: _Live, legs: dict, winner: asyncio.Future, sent: tuple, outcome: str) -> tuple:
         """The winner's first token is in: cancel the other copy, make the request the winner's."""
@@ -173,15 +143,12 @@ class Hedging:
 
     def _drop(self, task: asyncio.Future, leg: _Live) -> None:
         """Stop a losing copy: its task (an unanswered submit cancels itself if admitted later, see
-        `GridGateway._send`), and its zone if it was admitted there."""
+        `GridGateway.send`), and its zone if it was admitted there."""
         if not task.done():
             task.cancel()
         if leg.admitted:
             leg.admitted = False
             self.gateway.cancel_on_zone(leg.request.zone, leg.request.id)
 
-    def _count(self, population: int, zone: int, outcome: str) -> None:
-        self.counts[outcome] += 1
-        metrics = self.gateway.metrics
-        if metrics is not None:
-            metrics.observe_hedge(population, zone, outcome)
+    def _count(self, live: _Live, zone: int, outcome: str) -> None:
+        self.dispatch.hedge_ended(live.request, zone, outcome, self.gateway.now())

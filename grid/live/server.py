@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from grid.live.app import create_app
 from grid.live.cluster import ZoneHandles, start_ray, start_zone_actors, stop_ray, stop_zone_actors
-from grid.live.gateway import GatewaySettings, create_app
+from grid.live.gateway import GatewaySettings
 from grid.scenario import Scenario
 from grid.world import build_world
 

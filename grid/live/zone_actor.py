@@ -1,10 +1,10 @@
 """A zone actor: one availability zone's serving model (`grid.serving.zone.Zone`) driven in wall time.
 
-The actor owns a `Zone` and a clock `now = time.monotonic() − t0`. Its loop advances the model to
-`now`, turns the model's events into updates for the gateway, and sleeps until the earlier of the
-model's `next_event_time()` and the next stream tick; `submit` wakes it early. Between events the
-model is analytic, so the actor costs nothing per token except at stream ticks, when it reads
-`generated_tokens(request, now)` for the streaming requests that advanced.
+The actor owns a `Zone` and a clock `now = clock() − t0` (`clock`: `time.monotonic` unless injected).
+Its loop advances the model to `now`, turns the model's events into updates for the gateway, and
+sleeps until the earlier of the model's `next_event_time()` and the next stream tick; `submit` wakes
+it early. Between events the model is analytic, so the actor costs nothing per token except at
+stream ticks, when it reads `generated_tokens(request, now)` for the streaming requests that advanced.
 
 Transport (actor ↔ gateway), chosen for hundreds of requests/s on 2 cores:
 - **submit**: the gateway batches the requests that reached a zone since its last call into one
@@ -54,6 +54,7 @@ import os
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 
 from grid.scenario import GpuProfile
 from grid.serving.request import Request
@@ -92,13 +93,21 @@ class ZoneActor:
     """Wrapped with `ray.remote(num_cpus=0, max_concurrency=...)` by grid.live.cluster."""
 
     def __init__(
-        self, zone_id: str, region: str, profile: GpuProfile, replicas: int, max_queue: int, stream_interval_s: float
+        self,
+        zone_id: str,
+        region: str,
+        profile: GpuProfile,
+        replicas: int,
+        max_queue: int,
+        stream_interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.zone_id = zone_id
         self.region = region
         self.zone = Zone(profile, replicas, max_queue)
         self.stream_interval_s = stream_interval_s
-        self._t0 = time.monotonic()
+        self._clock = clock  # monotonic seconds: the only clock the actor reads
+        self._t0 = clock()
         self._requests: dict[int, Request] = {}
         self._streaming: dict[int, list] = {}  # id -> [request, tokens already reported]
         self._first_only: set[int] = set()  # NOTIFY_FIRST requests whose first token is still to come
@@ -121,7 +130,7 @@ class ZoneActor:
             self.zone.fail_all(0.0)  # empty: nothing fails, new work is refused until `restore`
 
     def _now(self) -> float:
-        return time.monotonic() - self._t0
+        return self._clock() - self._t0
 
     # --- called by the gateway ---------------------------------------------------------------
 

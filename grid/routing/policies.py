@@ -1,6 +1,6 @@
 """Routing policies: baselines, `latency_aware`, and SLO-bounded spillover, cost and carbon. One idea each.
 
-All pick among `view.candidates[population]` (zones up and reachable, nearest first); load is
+All pick among the `candidates` the driver passes in (zones up, reachable and not tried yet, nearest first); load is
 per replica so big and small zones compare fairly. Ties go to the nearer zone.
 """
 
@@ -23,8 +23,7 @@ class Nearest(Policy):
 
     name = "nearest"
 
-    def choose(self, request: Request, view: GridView) -> int:
-        candidates = view.candidates[request.population]
+    def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         rtt = view.rtt_s[request.population]
         best = rtt[candidates[0]]
         ties = 1
@@ -42,8 +41,7 @@ class RoundRobin(Policy):
         super().__init__(rng)
         self._turn = itertools.count()
 
-    def choose(self, request: Request, view: GridView) -> int:
-        candidates = view.candidates[request.population]
+    def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         return candidates[next(self._turn) % len(candidates)]
 
 
@@ -52,8 +50,7 @@ class Random(Policy):
 
     name = "random"
 
-    def choose(self, request: Request, view: GridView) -> int:
-        candidates = view.candidates[request.population]
+    def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         return candidates[int(self.rng.random() * len(candidates))]
 
 
@@ -62,8 +59,7 @@ class Weighted(Policy):
 
     name = "weighted"
 
-    def choose(self, request: Request, view: GridView) -> int:
-        candidates = view.candidates[request.population]
+    def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         cumulative = list(itertools.accumulate(view.zones[i].capacity_rps for i in candidates))
         return candidates[bisect.bisect_right(cumulative, self.rng.random() * cumulative[-1])]
 
@@ -73,9 +69,9 @@ class LeastOutstanding(Policy):
 
     name = "least_outstanding"
 
-    def choose(self, request: Request, view: GridView) -> int:
+    def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         zones = view.zones
-        return min(view.candidates[request.population], key=lambda i: zones[i].load)
+        return min(candidates, key=lambda i: zones[i].load)
 
 
 class PowerOfTwoChoices(Policy):
@@ -86,8 +82,7 @@ class PowerOfTwoChoices(Policy):
 
     name = "p2c"
 
-    def choose(self, request: Request, view: GridView) -> int:
-        candidates = view.candidates[request.population]
+    def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         n = len(candidates)
         if n == 1:
             return candidates[0]
@@ -148,8 +143,7 @@ class LatencyAware(Policy):
     stale_after_s = 5.0
     headroom_utilization = 1 / 1.4
 
-    def choose(self, request: Request, view: GridView) -> int:
-        candidates = view.candidates[request.population]
+    def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         best, best_s = -1, float("inf")
         fallback, fallback_s = candidates[0], float("inf")
         for zone in candidates:  # nearest first: a tie keeps the nearer
@@ -186,9 +180,9 @@ class Hedged(LatencyAware):
         """Client-side delay after which a request without a first token gets a second copy."""
         return self._threshold_s.get(request.population)
 
-    def choose_hedge(self, request: Request, view: GridView) -> int | None:
+    def choose_hedge(self, request: Request, candidates: list[int], view: GridView) -> int | None:
         """The best other zone by predicted TTFT (None if there is none)."""
-        others = [z for z in view.candidates[request.population] if z != request.zone]
+        others = [z for z in candidates if z != request.zone]
         if not others:
             return None
         return min(others, key=lambda z: predicted_ttft_s(request, view, z, self.stale_after_s))
@@ -234,12 +228,12 @@ class SloSpillover(LatencyAware):
     name = "slo_spillover"
     slo_fraction = 0.6
 
-    def choose(self, request: Request, view: GridView) -> int:
+    def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         target_s = _ttft_target_s(view, self.slo_fraction)
-        for zone in view.candidates[request.population]:  # nearest first
+        for zone in candidates:  # nearest first
             if _meets_target(request, view, zone, target_s, self):
                 return zone
-        return super().choose(request, view)
+        return super().choose(request, candidates, view)
 
 
 class _CheapestMeetingSlo(LatencyAware):
@@ -251,10 +245,10 @@ class _CheapestMeetingSlo(LatencyAware):
     def cost(self, view: GridView, zone: int) -> float:
         raise NotImplementedError
 
-    def choose(self, request: Request, view: GridView) -> int:
+    def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         target_s = _ttft_target_s(view, self.slo_fraction)
         best, best_key = -1, (float("inf"), float("inf"))
-        for zone in view.candidates[request.population]:
+        for zone in candidates:
             if estimated_utilization(view, zone) >= self.headroom_utilization:
                 continue
             predicted = predicted_ttft_s(request, view, zone, self.stale_after_s)
@@ -263,7 +257,7 @@ class _CheapestMeetingSlo(LatencyAware):
             key = (round(self.cost(view, zone), 3), predicted)
             if key < best_key:
                 best, best_key = zone, key
-        return best if best >= 0 else super().choose(request, view)
+        return best if best >= 0 else super().choose(request, candidates, view)
 
 
 class CostAware(_CheapestMeetingSlo):

@@ -1,8 +1,11 @@
 """The routing interface: a policy is one decision on a GridView.
 
-`choose(request, view) -> zone index`. It does no I/O, reads no clock and owns no threads; retries,
-timeouts and health belong to the driver. `observe(request)` is called when a request ends (its
-`status`, `zone`, timestamps filled in) for policies that learn. Randomness comes from `self.rng`,
+`choose(request, candidates, view) -> zone index`, one of `candidates`: the zones the request may go
+to (up, reachable and not tried yet for it, nearest first), passed in by the dispatch core as Ray
+Serve's `choose_replicas(candidate_replicas, pending_request)` is. It does no I/O, reads no clock and
+owns no threads; retries, timeouts and health belong to the dispatch core (`grid.dispatch`).
+`observe(request)` is called when a request ends (its `status`, `zone`, timestamps filled in) for
+policies that learn. Randomness comes from `self.rng`,
 seeded by the driver, so runs are reproducible.
 """
 
@@ -22,7 +25,7 @@ class Policy:
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng if rng is not None else random.Random(0)
 
-    def choose(self, request: Request, view: GridView) -> int:
+    def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         raise NotImplementedError
 
     def observe(self, request: Request) -> None:

@@ -44,8 +44,17 @@ def policy_class(spec: str) -> type:
     if cls is None or not inspect.isclass(cls):
         raise GridInputError(f"policy {spec!r}: module {module_name!r} has no class {class_name!r}")
     if not callable(getattr(cls, "choose", None)):
-        raise GridInputError(f"policy {spec!r}: {class_name} has no choose(request, view) method")
+        raise GridInputError(f"policy {spec!r}: {class_name} has no choose(request, candidates, view) method")
+    if len(inspect.signature(cls.choose).parameters) < 4 and not _takes_varargs(cls.choose):
+        raise GridInputError(
+            f"policy {spec!r}: {class_name}.choose must take (self, request, candidates, view); the candidates "
+            "(zones up, reachable and not tried yet, nearest first) are passed in, not read from view.candidates"
+        )
     return cls
+
+
+def _takes_varargs(function) -> bool:
+    return any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(function).parameters.values())
 
 
 def make_policy(spec: str, seed: int):

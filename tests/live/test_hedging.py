@@ -21,8 +21,9 @@ import httpx
 import pytest
 import ray
 
+from grid.live.app import create_app
 from grid.live.cluster import ZoneHandles
-from grid.live.gateway import GatewaySettings, create_app
+from grid.live.gateway import GatewaySettings
 from grid.live.text import count_tokens
 from grid.live.zone_actor import ZoneActor
 from grid.report import ZoneFigures, build_report
@@ -45,15 +46,14 @@ class HedgeToFrankfurt1(LatencyAware):
     hedge_budget = 1.0
     delay_s = 0.05
 
-    def choose(self, request, view) -> int:
-        candidates = view.candidates[request.population]
-        return FRANKFURT_2 if FRANKFURT_2 in candidates else super().choose(request, view)
+    def choose(self, request, candidates, view) -> int:
+        return FRANKFURT_2 if FRANKFURT_2 in candidates else super().choose(request, candidates, view)
 
     def hedge_after_s(self, request, view) -> float:
         return self.delay_s
 
-    def choose_hedge(self, request, view) -> int | None:
-        return FRANKFURT_1 if FRANKFURT_1 in view.candidates[request.population] else None
+    def choose_hedge(self, request, candidates, view) -> int | None:
+        return FRANKFURT_1 if FRANKFURT_1 in candidates else None
 
 
 class HedgeAtOnce(HedgeToFrankfurt1):

@@ -58,19 +58,19 @@ def test_slo_spillover_stays_near_until_the_slo_is_at_risk():
     near, far = zone(0, "paris"), zone(1, "mexico")
     v = view([near, far], [5, 140])
     p = make_policy("slo_spillover", 0)
-    assert p.choose(req(), v) == 0
+    assert p.choose(req(), v.candidates[0], v) == 0
     near.waiting = 60 * 2  # a 2-second backlog at 60 req/s: predicted TTFT well over 0.6 s
-    assert p.choose(req(), v) == 1
+    assert p.choose(req(), v.candidates[0], v) == 1
     far.waiting = 60 * 3  # neither meets it: latency_aware's choice (the smaller predicted TTFT)
-    assert p.choose(req(), v) == 0
+    assert p.choose(req(), v.candidates[0], v) == 0
 
 
 def test_slo_spillover_prefers_nearer_over_lower_predicted_ttft():
     # latency_aware would move for a 20 ms gain; spillover stays home while home meets the SLO.
     home, other = zone(0, "london", waiting=20), zone(1, "paris")
     v = view([home, other], [2, 9])
-    assert make_policy("latency_aware", 0).choose(req(), v) == 1
-    assert make_policy("slo_spillover", 0).choose(req(), v) == 0
+    assert make_policy("latency_aware", 0).choose(req(), v.candidates[0], v) == 1
+    assert make_policy("slo_spillover", 0).choose(req(), v.candidates[0], v) == 0
 
 
 def test_cost_aware_follows_the_tariff_within_the_slo():
@@ -80,35 +80,35 @@ def test_cost_aware_follows_the_tariff_within_the_slo():
     mx = zone(1, "mexico", price=12.0, tz="America/Mexico_City")
     v = view([eu, mx], [20, 100], start_utc=start)
     p = make_policy("cost_aware", 0)
-    assert p.choose(req(), v) == 1  # 13.50 in Frankfurt vs 12.00 in Mexico
+    assert p.choose(req(), v.candidates[0], v) == 1  # 13.50 in Frankfurt vs 12.00 in Mexico
     v.now_s = 6 * 3600  # 00:00 UTC: Berlin 01:00 off-peak (7.00), Mexico 18:00 peak (16.20)
-    assert p.choose(req(), v) == 0
+    assert p.choose(req(), v.candidates[0], v) == 0
     v.now_s = 0.0
     v.rtt_s = [[0.020, 0.700]]  # Mexico too far for the SLO target: pay the peak price
-    assert p.choose(req(), v) == 0
+    assert p.choose(req(), v.candidates[0], v) == 0
 
 
 def test_carbon_aware_picks_the_cleanest_zone_meeting_the_slo():
     de, fr, th = zone(0, "frankfurt", carbon=381), zone(1, "paris", carbon=56), zone(2, "thailand", carbon=479)
     v = view([de, fr, th], [14, 24, 200])
     p = make_policy("carbon_aware", 0)
-    assert p.choose(req(), v) == 1
+    assert p.choose(req(), v.candidates[0], v) == 1
     fr.utilization = 0.9  # no headroom: the next cleanest that meets the SLO
-    assert p.choose(req(), v) == 0
+    assert p.choose(req(), v.candidates[0], v) == 0
 
 
 def test_slo_target_defaults_when_the_driver_gives_none():
     v = view([zone(0, "a"), zone(1, "b", carbon=10)], [5, 50], slo_ttft_s=None)
-    assert make_policy("carbon_aware", 0).choose(req(), v) == 1
+    assert make_policy("carbon_aware", 0).choose(req(), v.candidates[0], v) == 1
 
 
 def test_existing_policies_unchanged_on_a_simple_view():
     v = view([zone(0, "a", waiting=5), zone(1, "b")], [5, 50])
     v.zones[0].outstanding = 5
-    assert make_policy("nearest", 0).choose(req(), v) == 0
-    assert make_policy("least_outstanding", 0).choose(req(), v) == 1
+    assert make_policy("nearest", 0).choose(req(), v.candidates[0], v) == 0
+    assert make_policy("least_outstanding", 0).choose(req(), v.candidates[0], v) == 1
     rr = policies.RoundRobin(random.Random(0))
-    assert [rr.choose(req(), v) for _ in range(3)] == [0, 1, 0]
+    assert [rr.choose(req(), v.candidates[0], v) for _ in range(3)] == [0, 1, 0]
 
 
 def test_tariff_shape_and_local_hour():
@@ -159,7 +159,7 @@ def test_latency_aware_counts_its_own_sends_between_stale_reports():
     policy = policies.LatencyAware()
     picks = []
     for _ in range(20):
-        choice = policy.choose(req(), v)
+        choice = policy.choose(req(), v.candidates[0], v)
         v.zones[choice].sent_since_report += 1  # what the driver does after each decision
         picks.append(choice)
     assert picks[0] == 0  # the nearer zone first

@@ -8,8 +8,8 @@ class FarthestFirst:
 
     name = "farthest_first"
 
-    def choose(self, request, view) -> int:
-        return view.candidates[request.population][-1]
+    def choose(self, request, candidates, view) -> int:
+        return candidates[-1]
 
 
 class Raising:
@@ -18,15 +18,15 @@ class Raising:
     def __init__(self) -> None:
         self.calls = 0
 
-    def choose(self, request, view) -> int:
+    def choose(self, request, candidates, view) -> int:
         self.calls += 1
         if self.calls >= 10:
             raise RuntimeError("boom from a user policy")
-        return view.candidates[request.population][0]
+        return candidates[0]
 
 
 class BadIndex:
     """Returns a zone id instead of an index."""
 
-    def choose(self, request, view) -> int:
-        return view.zones[view.candidates[request.population][0]].zone_id
+    def choose(self, request, candidates, view) -> int:
+        return view.zones[candidates[0]].zone_id

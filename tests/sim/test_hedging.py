@@ -26,10 +26,12 @@ def test_extra_work_stays_within_the_budget(hedged_run):
 def test_every_losing_copy_is_cancelled(hedged_run):
     sim, report = hedged_run
     hedges = report.meta["hedges"]
-    # A pair ends with one cancellation, unless one copy failed or was refused first (then it just goes).
-    assert hedges["cancelled"] <= hedges["sent"]
-    assert hedges["cancelled"] >= 0.9 * hedges["sent"]
-    assert 0 < hedges["won"] <= hedges["cancelled"]
+    # Each copy's race ends once: won or lost (the other copy cancelled), or failed before a token;
+    # as live (`grid.dispatch.core.HEDGE_OUTCOMES`). A race still open at the end of the run has none.
+    ended = hedges["won"] + hedges["lost"] + hedges["failed"]
+    assert ended <= hedges["sent"]
+    assert hedges["won"] + hedges["lost"] >= 0.9 * hedges["sent"]
+    assert 0 < hedges["won"] < hedges["sent"]
     for zone in sim.zones:  # nothing cancelled lingers in a zone
         assert zone.in_system >= 0 and zone.queued >= 0
 

@@ -84,12 +84,12 @@ class Tap(Policy):
         self.finished: list[Request] = []
         self.keep = False  # keep every ended request (short runs only)
 
-    def choose(self, request: Request, view) -> int:
+    def choose(self, request: Request, candidates, view) -> int:
         self.open[request.id] = request
         return 0
 
     def observe(self, request: Request) -> None:
-        del self.open[request.id]
+        self.open.pop(request.id, None)  # a request no zone could take was never chosen
         if request.status in (STOP, LENGTH):
             self.completed += 1
             wait = request.scheduled_s - request.admit_s

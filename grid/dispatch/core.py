@@ -1,0 +1,237 @@
+"""Every rule about a request's life, in one place for both drivers.
+
+The simulator (virtual clock) and the gateway (wall clock) move requests through time and the
+network; this core decides, for both:
+- **routing**: the policy chooses among the candidates passed in (zones up and reachable, minus the
+  ones this request already tried); a choice outside them means the nearest candidate. A policy
+  that raises stops a simulation (a user bug to see) and falls back to the nearest zone live;
+- **retries**: an attempt that failed before the request's first token left its zone is tried again
+  on a zone not tried yet, at most `max_retries` times, within Envoy's retry budget
+  (`grid.serving.retry`); the budget is asked before the policy, so a refused retry costs the
+  policy no decision;
+- **hedging** (policies with `hedge_after_s` and `choose_hedge`): one copy per request at most,
+  copies ≤ `hedge_budget` × requests, never on a zone the request tried;
+- **limits**: the context length (`grid.dispatch.limits`);
+- **ending** a request exactly once into the policy's `observe` and every sink (stats, metrics,
+  records, decision logs).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from grid.dispatch.limits import CONTEXT_LENGTH, fit_answer, prompt_fits
+from grid.dispatch.settings import DispatchSettings
+from grid.dispatch.sinks import Outcome, Sinks
+from grid.errors import GridInputError
+from grid.routing.policy import Policy
+from grid.routing.view import GridView
+from grid.serving.request import CANCELLED, ERROR, REJECTED, Request
+from grid.serving.retry import RetryBudget
+
+log = logging.getLogger(__name__)
+
+# Why an attempt failed: the zone refused it (queue full) / was down / failed under it or was
+# unreachable / did not answer in time. A request out of retries ends rejected after "busy", failed
+# otherwise.
+BUSY, DOWN, FAILED_ATTEMPT, TIMEOUT = "busy", "down", "error", "timeout"
+RETRY_REASONS = (BUSY, DOWN, FAILED_ATTEMPT, TIMEOUT)
+HEDGE_OUTCOMES = ("won", "lost", "failed")
+
+
+class Attempts:
+    """A request's attempts: the zones it tried (never one twice), its retries, why the last failed."""
+
+    __slots__ = ("zones", "retries", "retrying", "reason", "last_zone", "hedged")
+
+    def __init__(self, zone: int = -1) -> None:
+        self.zones = [zone] if zone >= 0 else []
+        self.retries = 0
+        self.retrying = False  # counted in the retry budget
+        self.reason = ""
+        self.last_zone = zone  # the zone of the attempt that failed last
+        self.hedged = 0  # hedge copies sent (their zones are tried, but they are no retries)
+
+    def failed(self, zone: int, reason: str) -> None:
+        self.last_zone, self.reason = zone, reason
+
+
+def supports_hedging(policy) -> bool:
+    return callable(getattr(policy, "hedge_after_s", None)) and callable(getattr(policy, "choose_hedge", None))
+
+
+class Dispatch:
+    """The rules, over one policy, one view and one set of sinks. Drivers call it; it owns no clock."""
+
+    def __init__(
+        self,
+        policy,
+        view: GridView,
+        settings: DispatchSettings,
+        sinks: Sinks,
+        population_ids: list[str] | tuple[str, ...],
+        contain_policy_errors: bool = False,
+    ) -> None:
+        self.policy = policy
+        self.policy_name = getattr(policy, "name", type(policy).__name__)
+        self.view = view
+        self.settings = settings
+        self.sinks = sinks
+        self.population_ids = population_ids
+        self.contain = contain_policy_errors
+        self.budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min)
+        self._choose = policy.choose
+        observe = getattr(policy, "observe", None)
+        if observe is not None and getattr(type(policy), "observe", None) is Policy.observe:
+            observe = None  # the base class's no-op: skip the call
+        self._observe = observe
+        self.hedging = supports_hedging(policy)
+        self.hedge_budget = float(getattr(policy, "hedge_budget", 0.0)) if self.hedging else 0.0
+        self.hedges = dict.fromkeys(("sent", *HEDGE_OUTCOMES), 0)
+        self.arrivals = 0
+        self.decision_s = 0.0  # the last choice's wall time (a metric of the policy's cost)
+
+    # --- arrival and limits ------------------------------------------------------------------------
+
+    def arrive(self, request: Request, now_s: float) -> bool:
+        """A request arrived: count it; fit its answer to the context. False when its prompt does not
+        fit: it has then ended, rejected."""
+        self.arrivals += 1
+        self.sinks.arrived(request, now_s)
+        context = self.settings.context_tokens
+        if not prompt_fits(request.prompt_tokens, context):
+            self.end(request, Outcome(REJECTED, -1, reason=CONTEXT_LENGTH), None, now_s)
+            return False
+        if request.prompt_tokens + request.output_tokens > context:
+            request.output_tokens, request.finish_reason = fit_answer(
+                request.prompt_tokens, request.output_tokens, request.finish_reason, context
+            )
+        return True
+
+    # --- routing -----------------------------------------------------------------------------------
+
+    def route(self, request: Request, now_s: float) -> int:
+        """The first attempt's zone; -1 when no zone is up and reachable from the request's population."""
+        candidates = self.view.candidates[request.population]
+        if not candidates:
+            return -1
+        return self._decide(request, candidates, now_s, "choose")
+
+    def retry(self, request: Request, attempts: Attempts, in_flight: int, now_s: float) -> int:
+        """After a failed attempt (`attempts.failed(...)` said where and why): the next zone, or -1
+        when the request must end (out of retries, over the budget, no zone left to try)."""
+        if attempts.retries >= self.settings.max_retries:
+            return -1
+        if not attempts.retrying and not self.budget.allows(in_flight):
+            return -1
+        tried = attempts.zones
+        candidates = [z for z in self.view.candidates[request.population] if z not in tried]
+        if not candidates:
+            return -1
+        zi = self._decide(request, candidates, now_s, "choose")
+        if not attempts.retrying:
+            attempts.retrying = True
+            self.budget.retrying += 1
+        attempts.retries += 1
+        tried.append(zi)
+        self.sinks.retried(request, attempts.last_zone, attempts.reason, zi, now_s)
+        return zi
+
+    def _decide(self, request: Request, candidates: list[int], now_s: float, hook: str) -> int:
+        view = self.view
+        view.now_s = now_s
+        started = time.perf_counter()
+        try:
+            zi = (
+                self._choose(request, candidates, view)
+                if hook == "choose"
+                else self.policy.choose_hedge(request, candidates, view)
+            )
+        except Exception as exc:
+            if not self.contain:
+                raise GridInputError(
+                    f"policy {self.policy_name!r} raised {exc!r} in {hook} at t={now_s:.3f}s on request "
+                    f"{request.id} (population {self.population_ids[request.population]})"
+                ) from exc
+            log.exception("policy %s raised in %s; using the nearest candidate", self.policy_name, hook)
+            return candidates[0] if hook == "choose" else -1
+        self.decision_s = time.perf_counter() - started
+        if zi in candidates:
+            return zi
+        if hook == "choose_hedge" and zi is None:
+            return -1
+        if type(zi) is not int and not self.contain:
+            raise GridInputError(
+                f"policy {self.policy_name!r} returned {zi!r} from {hook} at t={now_s:.3f}s: a zone index "
+                f"must be an int, one of the candidates passed in"
+            )
+        return candidates[0] if hook == "choose" else -1  # outside the candidates: the nearest
+
+    def routed(self, request: Request, zone: int, rtt_s: float, now_s: float) -> None:
+        """An attempt left for `zone` (the driver applied the network: `rtt_s`)."""
+        self.view.zones[zone].sent_since_report += 1
+        self.sinks.routed(request, zone, rtt_s, self.decision_s, now_s)
+
+    # --- hedging -----------------------------------------------------------------------------------
+
+    def hedge_delay_s(self, request: Request, now_s: float) -> float | None:
+        """At arrival: after how long without a first token the request gets a copy (None: never)."""
+        if not self.hedging:
+            return None
+        self.view.now_s = now_s
+        try:
+            delay_s = self.policy.hedge_after_s(request, self.view)
+        except Exception as exc:
+            if not self.contain:
+                raise GridInputError(f"policy {self.policy_name!r} raised {exc!r} in hedge_after_s") from exc
+            log.exception("policy %s: hedge_after_s raised; no hedge", self.policy_name)
+            return None
+        return delay_s if delay_s is not None and delay_s >= 0.0 else None
+
+    def hedge(self, request: Request, attempts: Attempts | None, now_s: float) -> int:
+        """The copy's zone when a hedge is due (-1: none), within the budget, never a zone tried."""
+        if self.hedges["sent"] >= self.hedge_budget * self.arrivals:
+            return -1
+        tried = attempts.zones if attempts is not None else ()
+        candidates = [z for z in self.view.candidates[request.population] if z != request.zone and z not in tried]
+        if not candidates:
+            return -1
+        zb = self._decide(request, candidates, now_s, "choose_hedge")
+        if zb >= 0:
+            self.hedges["sent"] += 1
+            if attempts is not None:
+                attempts.zones.append(zb)
+                attempts.hedged += 1
+        return zb
+
+    def hedge_ended(self, request: Request, zone: int, outcome: str, now_s: float) -> None:
+        """A copy's race ended: won (its first token came first), lost, or failed before a token."""
+        self.hedges[outcome] += 1
+        self.sinks.hedged(request, zone, outcome, now_s)
+
+    # --- the end -----------------------------------------------------------------------------------
+
+    def end(self, request: Request, outcome: Outcome, attempts: Attempts | None, now_s: float) -> None:
+        """The request ended: out of the retry budget, into the policy's feedback and every sink. A
+        request no zone ever took ends rejected, whatever failed."""
+        if attempts is not None and attempts.retrying:
+            attempts.retrying = False
+            self.budget.retrying -= 1
+        if outcome.zone < 0 and outcome.status in (ERROR, CANCELLED):
+            outcome = Outcome(REJECTED, -1, reason=outcome.reason)
+        request.status = outcome.status
+        if self._observe is not None:
+            self._observe(request)
+        self.sinks.ended(request, outcome, now_s)
+
+
+def client_times(request: Request) -> tuple[float, float, float]:
+    """TTFT, TPOT and E2E as the client sees them, from the zone-side times of a finished request."""
+    half = request.rtt_s * 0.5
+    ttft = request.first_token_s + half - request.arrival_s
+    e2e = request.finish_s + half - request.arrival_s
+    n_out = request.output_tokens
+    tpot = (e2e - ttft) / (n_out - 1) if n_out > 1 else math.nan
+    return ttft, tpot, e2e

@@ -1,0 +1,87 @@
+"""The dispatch core's configuration, resolved once from a scenario, and the router's view built from it.
+
+Both drivers build their `GridView` here, so a policy sees the same fields (SLO, tariff start time,
+zone economics) in `grid sim` and `grid up`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+
+from grid.routing.view import GridView, ZoneView
+from grid.scenario import Scenario
+from grid.world import World
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """The rules' numbers. `report_interval_s` 0 means fresh load reports (every zone state change
+    reaches the router as it happens)."""
+
+    max_retries: int  # attempts = 1 + max_retries, each on another zone
+    retry_budget_ratio: float  # Envoy's retry budget: this share of requests in flight …
+    retry_budget_min: int  # … but at least this many retrying at once
+    context_tokens: int  # the model's context: prompt + answer must fit
+    report_interval_s: float
+    jitter_ratio: float  # each attempt's RTT × (1 + Exp(jitter_ratio))
+    slo_ttft_s: float | None
+    start_utc: dt.datetime | None
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario) -> DispatchSettings:
+        routing = scenario.routing
+        return cls(
+            max_retries=routing.max_retries,
+            retry_budget_ratio=routing.retry_budget_ratio,
+            retry_budget_min=routing.retry_budget_min,
+            context_tokens=scenario.model.context_tokens,
+            report_interval_s=routing.report_interval_s,
+            jitter_ratio=scenario.network.jitter_ratio,
+            slo_ttft_s=scenario.slo.ttft_s,
+            start_utc=scenario.demand.start_utc,
+        )
+
+    def with_changes(self, **changes) -> DispatchSettings:
+        return replace(self, **changes)
+
+    @property
+    def fresh_reports(self) -> bool:
+        return self.report_interval_s <= 0.0
+
+
+def build_zone_views(scenario: Scenario, world: World) -> list[ZoneView]:
+    """The static part of what a router knows about each zone."""
+    views = []
+    for i, zone_id in enumerate(world.zone_ids):
+        zone = scenario.zones[zone_id]
+        region = scenario.regions[zone.region]
+        profile = scenario.gpus[zone.gpu]
+        views.append(
+            ZoneView(
+                index=i,
+                zone_id=zone_id,
+                region=zone.region,
+                replicas=zone.replicas,
+                capacity_rps=float(world.capacity_rps[i]),
+                prefill_s_per_token=profile.prefill_per_token_s,
+                first_token_floor_s=profile.frontend_s + profile.prefill_base_s,
+                price_usd_per_gpu_hour=region.price_usd_per_gpu_hour,
+                carbon_g_per_kwh=region.carbon_g_per_kwh,
+                tz=region.tz,
+            )
+        )
+    return views
+
+
+def build_view(scenario: Scenario, world: World, settings: DispatchSettings, rtt_s: list[list[float]]) -> GridView:
+    """The router's view at the start of a run: every zone up, candidates from the network."""
+    view = GridView(
+        zones=build_zone_views(scenario, world),
+        rtt_s=rtt_s,
+        candidates=[],
+        start_utc=settings.start_utc,
+        slo_ttft_s=settings.slo_ttft_s,
+    )
+    view.refresh_candidates()
+    return view

@@ -1,0 +1,224 @@
+"""The gateway's FastAPI app: OpenAI-compatible inference endpoints, health, metrics, dashboard, admin.
+
+`create_app(scenario, zones, settings)` builds the app (no import-time globals) over a `GridGateway`.
+Per request: check the API key and its rate limit when keys are configured (401 / 429), the body
+size (413, `grid.live.security.BodyLimit`), validate the body (400 in OpenAI's shape), the model (404)
+and the population (`grid.live.intake`), count the prompt tokens (`grid.live.text`), then hand it to
+`GridGateway.handle`. Errors always come in OpenAI's shape, never as a bare traceback page.
+
+The app owns one `prometheus_client.CollectorRegistry` (`app.state.registry`, served at `/metrics`)
+and a list of callbacks `app.state.on_request_end`, each called with a
+`grid.live.responses.RequestRecord` when a request ends: metric families (vLLM's, the grid's) attach there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from grid.live import openai_api as api
+from grid.live.admin import add_admin_routes
+from grid.live.cluster import ZoneHandles
+from grid.live.dashboard import DashboardStats, world_json, zones_json
+from grid.live.gateway import GatewaySettings, GridGateway
+from grid.live.security import BodyLimit
+from grid.live.text import chat_template, count_tokens
+from grid.scenario import Scenario
+from grid.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from grid.telemetry.metrics import GridMetrics
+
+log = logging.getLogger(__name__)
+
+
+def _body_schemas() -> tuple[dict, dict, dict]:
+    """OpenAPI request bodies of the two inference endpoints, and the component schemas they use."""
+    components: dict = {}
+    bodies = []
+    for model in (api.ChatCompletionRequest, api.CompletionRequest):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+        bodies.append(
+            {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+            }
+        )
+    return bodies[0], bodies[1], components
+
+
+_ERROR_RESPONSE = {
+    "description": "An OpenAI-shaped error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def create_app(
+    scenario: Scenario, zones: ZoneHandles, settings: GatewaySettings | None = None, registry=None
+) -> FastAPI:
+    """The gateway app over running zone actors (see grid.live.cluster.start_zone_actors)."""
+    settings = settings or GatewaySettings()
+    gateway = GridGateway(scenario, zones, settings)
+    registry = registry if registry is not None else CollectorRegistry()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(title="inference grid gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.gateway = gateway
+    app.state.registry = registry
+    app.state.on_request_end = gateway.on_request_end
+    gateway.metrics = app.state.metrics = GridMetrics(
+        registry, scenario, policy=gateway.policy.name, hedging=gateway.hedging is not None
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(api.ApiError)
+    async def _api_error(_request: Request, exc: api.ApiError):
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError):
+        return api.validation_error(list(exc.errors())).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException):
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return api.ApiError(exc.status_code, str(exc.detail), type_=kind).response()
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_request: Request, exc: Exception):  # never a bare traceback page
+        log.error("internal error: %s", type(exc).__name__)
+        return api.ApiError(500, "Internal error.", type_="internal_error", code="internal_error").response()
+
+    chat_body, completion_body, component_schemas = _body_schemas()
+    population_param = {
+        "name": "X-Grid-Population",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "enum": list(gateway.world.population_ids)},
+    }
+    errors = {str(code): _ERROR_RESPONSE for code in (400, 401, 404, 413, 429, 503, 504)}
+    openapi_extra = {"parameters": [population_param]}
+
+    def authorize(request: Request) -> None:
+        gateway.api_keys.check(request.headers, gateway.now())
+
+    async def accept(request: Request, schema):
+        """Key check, body, model and population: what every inference endpoint does first."""
+        authorize(request)
+        body = api.parse_body(schema, await request.body())
+        if body.model != gateway.model_name:
+            raise api.model_not_found(body.model)
+        return body, gateway.intake.population_of(request.headers)
+
+    @app.post(
+        "/v1/chat/completions",
+        openapi_extra={**openapi_extra, "requestBody": chat_body},
+        responses={**errors, 200: {"description": "A chat completion, or its event stream"}},
+    )
+    async def chat_completions(request: Request):
+        body, population = await accept(request, api.ChatCompletionRequest)
+        prompt = chat_template([(m.role, m.text()) for m in body.messages])
+        return await gateway.handle(True, body, count_tokens(prompt), population)
+
+    @app.post(
+        "/v1/completions",
+        openapi_extra={**openapi_extra, "requestBody": completion_body},
+        responses={**errors, 200: {"description": "A text completion, or its event stream"}},
+    )
+    async def completions(request: Request):
+        body, population = await accept(request, api.CompletionRequest)
+        prompt = body.prompt
+        if isinstance(prompt, list):
+            prompt_tokens = len(prompt) if prompt and isinstance(prompt[0], int) else count_tokens(prompt[0])
+        else:
+            prompt_tokens = count_tokens(prompt)
+        return await gateway.handle(False, body, max(1, prompt_tokens), population)
+
+    @app.get("/v1/models", responses={"401": _ERROR_RESPONSE})
+    async def models(request: Request):
+        authorize(request)
+        return {
+            "object": "list",
+            "data": [
+                {"id": gateway.model_name, "object": "model", "created": gateway.created, "owned_by": "inference-grid"}
+            ],
+        }
+
+    @app.get("/health")
+    async def health():
+        up = sum(1 for zv in gateway.view.zones if zv.up)
+        body = {"status": "ok" if up else "unavailable", "zones_up": up, "zones": len(gateway.view.zones)}
+        return JSONResponse(body, status_code=200 if up else 503)
+
+    @app.get("/metrics")
+    def metrics():  # a plain def: exposition runs in a worker thread, off the event loop
+        return Response(gateway.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    dashboard = app.state.dashboard = DashboardStats(gateway.world)
+    gateway.on_request_end.append(dashboard.observe)
+
+    @app.get("/grid/zones")
+    async def grid_zones():
+        body = zones_json(gateway)
+        for i, zone in enumerate(body["zones"]):
+            zone.update(dashboard.zone_fields(i))
+        body["flows"] = dashboard.flows()
+        body["t_s"] = gateway.now()  # the gateway's clock, for rates between polls
+        return body
+
+    @app.get("/grid/world")
+    async def grid_world():
+        return world_json(scenario, gateway.world)
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page():
+        page = resources.files("grid.live").joinpath("dashboard.html").read_text(encoding="utf-8")
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    if settings.admin_token:  # no token: the admin endpoints do not exist (404)
+        add_admin_routes(app, gateway.faults, settings.admin_token)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(component_schemas)
+            schemas["ErrorBody"] = _ERROR_SCHEMA
+            for name in ("ChatCompletionRequest", "CompletionRequest"):  # the one model this grid serves
+                schemas[name]["properties"]["model"] = {"type": "string", "enum": [gateway.model_name]}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app
