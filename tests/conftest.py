@@ -32,6 +32,7 @@ SLOW_FIXTURES = {"mmc_runs", "hedged_run"}
 # Tests that take more than a few seconds on their own.
 SLOW_TESTS = {
     "bench/test_bench_cli.py": {"test_bench_runs_policies_on_ray_and_writes_results"},
+    "bench/test_lp_bound.py": {"test_load_aware_reference_prices_queueing_and_latency_aware_comes_close"},
     "sim/test_hedging.py": {"test_hedging_is_deterministic"},
 }
 
