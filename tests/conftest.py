@@ -1,7 +1,9 @@
 """Markers applied by rule, so test modules need no `pytestmark` lines (registered in pyproject.toml):
 
-- `live`: the test starts real services: everything under tests/live/ (Ray, the uvicorn gateway,
-  Prometheus, Chromium), the Locust end-to-end module, and any test whose body starts Ray itself.
+- `live`: the test starts real services: every test on tests/live/conftest.py's `ray_session` (the
+  Ray instance under every gateway there, so also uvicorn, Prometheus, Chromium), the Locust end-to-end
+  module, and any test whose body starts Ray itself. tests/live/ also holds unit tests of the live
+  code over in-process fakes: those stay unmarked.
 - `slow`: the test, or the module fixture it shares, takes more than a few seconds on 2 cores
   (measured with `pytest --durations`); live tests are not all marked slow, but are deselected anyway.
 
@@ -17,8 +19,10 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 
-# Folders and modules (relative to tests/) whose every test runs against real services.
-LIVE_PATHS = ("live/", "loadtests/test_locust_e2e.py")
+# Modules (relative to tests/) whose every test runs against real services.
+LIVE_PATHS = ("loadtests/test_locust_e2e.py",)
+# Fixtures that start real services: a test depending on one, even through another fixture, is live.
+LIVE_FIXTURES = {"ray_session"}
 # A test whose own body calls one of these starts a local Ray instance.
 STARTS_RAY = ("ray_session(", "start_ray(", "ray.init(")
 # Tests (module relative to tests/, then the test's name without parameters) that start services
@@ -59,7 +63,9 @@ def pytest_collection_modifyitems(config, items):
         if path is None:
             continue
         name = getattr(item, "originalname", item.name)
-        if path.startswith(LIVE_PATHS) or name in LIVE_TESTS.get(path, ()) or _starts_ray(item):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        live_by_rule = path.startswith(LIVE_PATHS) or bool(LIVE_FIXTURES & fixtures)
+        if live_by_rule or name in LIVE_TESTS.get(path, ()) or _starts_ray(item):
             item.add_marker(pytest.mark.live)
-        if name in SLOW_TESTS.get(path, ()) or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if name in SLOW_TESTS.get(path, ()) or SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
