@@ -117,7 +117,7 @@ class Dispatch:
         candidates = self.view.candidates[request.population]
         if not candidates:
             return -1
-        return self._decide(request, candidates, now_s, "choose")
+        return self._decide(self._choose, request, candidates, now_s, candidates[0])
 
     def retry(self, request: Request, attempts: Attempts, in_flight: int, now_s: float) -> int:
         """After a failed attempt (`attempts.failed(...)` said where and why): the next zone, or -1
@@ -130,7 +130,7 @@ class Dispatch:
         candidates = [z for z in self.view.candidates[request.population] if z not in tried]
         if not candidates:
             return -1
-        zi = self._decide(request, candidates, now_s, "choose")
+        zi = self._decide(self._choose, request, candidates, now_s, candidates[0])
         if not attempts.retrying:
             attempts.retrying = True
             self.budget.retrying += 1
@@ -139,40 +139,42 @@ class Dispatch:
         self.sinks.retried(request, attempts.last_zone, attempts.reason, zi, now_s)
         return zi
 
-    def _decide(self, request: Request, candidates: list[int], now_s: float, hook: str) -> int:
+    def _decide(self, hook, request: Request, candidates: list[int], now_s: float, fallback: int) -> int:
+        """`hook(request, candidates, view)` (the policy's `choose` or `choose_hedge`); `fallback` when
+        its answer is not one of the candidates (the nearest for a route, -1 for a hedge), or when it
+        raises in a driver that contains policy errors."""
         view = self.view
         view.now_s = now_s
         started = time.perf_counter()
         try:
-            zi = (
-                self._choose(request, candidates, view)
-                if hook == "choose"
-                else self.policy.choose_hedge(request, candidates, view)
-            )
+            zi = hook(request, candidates, view)
         except Exception as exc:
             if not self.contain:
                 raise GridInputError(
-                    f"policy {self.policy_name!r} raised {exc!r} in {hook} at t={now_s:.3f}s on request "
+                    f"policy {self.policy_name!r} raised {exc!r} in {hook.__name__} at t={now_s:.3f}s on request "
                     f"{request.id} (population {self.population_ids[request.population]})"
                 ) from exc
-            log.exception("policy %s raised in %s; using the nearest candidate", self.policy_name, hook)
-            return candidates[0] if hook == "choose" else -1
+            log.exception("policy %s raised in %s; using the fallback", self.policy_name, hook.__name__)
+            return fallback
         self.decision_s = time.perf_counter() - started
         if zi in candidates:
             return zi
-        if hook == "choose_hedge" and zi is None:
-            return -1
-        if type(zi) is not int and not self.contain:
+        if zi is not None and type(zi) is not int and not self.contain:
             raise GridInputError(
-                f"policy {self.policy_name!r} returned {zi!r} from {hook} at t={now_s:.3f}s: a zone index "
-                f"must be an int, one of the candidates passed in"
+                f"policy {self.policy_name!r} returned {zi!r} from {hook.__name__} at t={now_s:.3f}s: a zone "
+                "index must be an int, one of the candidates passed in"
             )
-        return candidates[0] if hook == "choose" else -1  # outside the candidates: the nearest
+        return fallback
 
     def routed(self, request: Request, zone: int, rtt_s: float, now_s: float) -> None:
         """An attempt left for `zone` (the driver applied the network: `rtt_s`)."""
         self.view.zones[zone].sent_since_report += 1
         self.sinks.routed(request, zone, rtt_s, self.decision_s, now_s)
+
+    def unsent(self, zone: int) -> None:
+        """A routed attempt never left after all (its race ended, its client went away)."""
+        zv = self.view.zones[zone]
+        zv.sent_since_report = max(0, zv.sent_since_report - 1)
 
     # --- hedging -----------------------------------------------------------------------------------
 
@@ -198,7 +200,7 @@ class Dispatch:
         candidates = [z for z in self.view.candidates[request.population] if z != request.zone and z not in tried]
         if not candidates:
             return -1
-        zb = self._decide(request, candidates, now_s, "choose_hedge")
+        zb = self._decide(self.policy.choose_hedge, request, candidates, now_s, -1)
         if zb >= 0:
             self.hedges["sent"] += 1
             if attempts is not None:

@@ -231,13 +231,9 @@ class GridGateway(GatewayState):
         DEADLINE when the request's deadline passed meanwhile."""
         request = leg.request
         population = request.population
-        view = self.view
         request.zone = zi
-        rtt = view.rtt_s[population][zi]
+        rtt = self.view.rtt_s[population][zi]  # finite: the choice was among reachable zones, just now
         headers = {**self._route_headers[population][zi], "x-grid-attempts": str(request.attempts)}
-        if not math.isfinite(rtt):  # the network changed since the choice: the connection fails
-            self.attempt_failed(live, zi, "error", health=False)
-            return None
         if self._jitter_ratio > 0:
             rtt *= 1.0 + self._jitter.expovariate(1.0 / self._jitter_ratio)
         request.rtt_s = rtt
@@ -250,7 +246,7 @@ class GridGateway(GatewayState):
                 await asyncio.sleep(half)
             except asyncio.CancelledError:  # never sent (a hedge race ended, the client left): uncount it
                 self.monitor.sent_total[zi] -= 1
-                view.zones[zi].sent_since_report = max(0, view.zones[zi].sent_since_report - 1)
+                self.dispatch.unsent(zi)
                 raise
         leg.queue = asyncio.Queue()
         at_s = sent_s + half + self.monitor.clock_offset_s[zi]  # reaches the zone, on the zone's clock

@@ -1,22 +1,19 @@
 """The real Prometheus server scrapes a live grid under load; every dashboard query returns data.
 
-Needs Debian's `prometheus` (`.ci/run` installs it). Prometheus listens and scrapes on 127.0.0.1 only.
+Needs Debian's `prometheus` (`make test` installs it). Prometheus listens and scrapes on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
 
 import httpx
 import pytest
 
-from grid.live.server import free_port
+from tests.telemetry.prometheus_server import prometheus_server
 from tests.telemetry.promql import dashboard_queries
 
-PROMETHEUS = shutil.which("prometheus")
 LOAD_S = 25.0
 
 
@@ -39,37 +36,13 @@ def _send_load(url: str, model: str, populations: list[str], stop: threading.Eve
 
 @pytest.fixture(scope="module")
 def prometheus(live, tmp_path_factory):
-    if PROMETHEUS is None:
-        pytest.fail("the prometheus server is not installed: `.ci/run` installs Debian's prometheus package")
     workdir = tmp_path_factory.mktemp("prometheus")
-    config = workdir / "prometheus.yml"
     target = live.url.removeprefix("http://")
-    config.write_text(
+    config = (
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"scrape_configs:\n  - job_name: grid\n    static_configs: [{{targets: ['{target}']}}]\n"
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "prometheus.log").open("w"),
-    )
-    api = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{api}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, (workdir / "prometheus.log").read_text()
-            time.sleep(0.2)
+    with prometheus_server(workdir, config, workdir / "data") as api:
         stop = threading.Event()
         populations = list(live.scenario.populations)
         workers = [
@@ -82,9 +55,6 @@ def prometheus(live, tmp_path_factory):
         stop.set()
         for worker in workers:
             worker.join(30)
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 def _query(api: str, expr: str) -> list[dict]:

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-import socket
 import subprocess
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,10 +23,9 @@ from grid.sim.simulator import Simulation
 from grid.telemetry import GridMetrics
 from grid.telemetry.openmetrics import OpenMetricsRecorder, open_recorder, start_unix_s
 from grid.telemetry.sink import MetricsSink
+from tests.telemetry.prometheus_server import binary, prometheus_server
 from tests.telemetry.promql import dashboard_queries
 
-PROMTOOL = shutil.which("promtool")
-PROMETHEUS = shutil.which("prometheus")
 COUNTER_LIKE = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_sum")}
 
 
@@ -358,12 +354,6 @@ CANNOT_HAVE_DATA: dict[str, str] = {}
 RUN_S = 120.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def recorded_run(tmp_path_factory, default_scenario):
     """`grid sim` of the default world for 2 simulated minutes (at 5 % of its rate: about 3,000
@@ -379,49 +369,21 @@ def recorded_run(tmp_path_factory, default_scenario):
 
 @pytest.fixture(scope="module")
 def backfilled_prometheus(recorded_run, tmp_path_factory):
-    if PROMTOOL is None or PROMETHEUS is None:
-        pytest.skip("promtool/prometheus not installed (Debian: apt-get install prometheus; .ci/run installs it)")
     path, _ = recorded_run
     workdir = tmp_path_factory.mktemp("prometheus")
     data = workdir / "data"
     result = subprocess.run(
-        [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(path), str(data)],
+        [binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(path), str(data)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert any(p.is_dir() for p in data.iterdir()), result.stdout  # at least one block
-    config = workdir / "prometheus.yml"
-    config.write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
-    port = _free_port()
-    log = workdir / "prometheus.log"
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={data}",
-            "--storage.tsdb.retention.time=100y",  # the run is dated in the past: keep its blocks
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("w"),
-    )
-    api = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{api}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+    config = "global: {scrape_interval: 15s}\nscrape_configs: []\n"
+    # the run is dated in the past: keep its blocks
+    with prometheus_server(workdir, config, data, "--storage.tsdb.retention.time=100y") as api:
         yield api
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 def _query_range(api: str, expr: str, start: float, end: float) -> list[dict]:
