@@ -28,7 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grid.bench.runner import ray_session  # noqa: E402
-from grid.capacity.sweep import Variation, make_spec, run_cached, sweep  # noqa: E402
+from grid.capacity.point_runs import make_spec, run_cached  # noqa: E402
+from grid.capacity.sweep import sweep  # noqa: E402
+from grid.capacity.variations import Variation  # noqa: E402
 from grid.scenario import scenario_raw  # noqa: E402
 from grid.units import parse_duration_s  # noqa: E402
 

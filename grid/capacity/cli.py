@@ -47,7 +47,8 @@ def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def sweep_main(args: argparse.Namespace) -> int:
-    from grid.capacity.sweep import format_points, parse_vary, sweep
+    from grid.capacity.sweep import format_points, sweep
+    from grid.capacity.variations import parse_vary
 
     variations = [parse_vary(text) for text in args.vary]
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
@@ -94,7 +95,10 @@ def add_plan_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def plan_main(args: argparse.Namespace) -> int:
-    from grid.capacity.plan import HEADROOM_UTILIZATION, format_plan, make_plan, parse_slo
+    from grid.capacity.fluid_model import HEADROOM_UTILIZATION
+    from grid.capacity.plan import make_plan
+    from grid.capacity.plan_inputs import parse_slo
+    from grid.capacity.plan_report import format_plan
     from grid.scenario import load_scenario
 
     slo = parse_slo(args.slo)

@@ -91,6 +91,7 @@ class Dispatch:
         self.hedge_budget = float(getattr(policy, "hedge_budget", 0.0)) if self.hedging else 0.0
         self.hedges = dict.fromkeys(("sent", *HEDGE_OUTCOMES), 0)
         self.arrivals = 0
+        self.in_flight = 0  # arrived and not ended: the retry budget's base
         self.decision_s = 0.0  # the last choice's wall time (a metric of the policy's cost)
 
     # --- arrival and limits ------------------------------------------------------------------------
@@ -99,6 +100,7 @@ class Dispatch:
         """A request arrived: count it; fit its answer to the context. False when its prompt does not
         fit: it has then ended, rejected."""
         self.arrivals += 1
+        self.in_flight += 1
         self.sinks.arrived(request, now_s)
         context = self.settings.context_tokens
         if not prompt_fits(request.prompt_tokens, context):
@@ -119,12 +121,12 @@ class Dispatch:
             return -1
         return self._decide(self._choose, request, candidates, now_s, candidates[0])
 
-    def retry(self, request: Request, attempts: Attempts, in_flight: int, now_s: float) -> int:
+    def retry(self, request: Request, attempts: Attempts, now_s: float) -> int:
         """After a failed attempt (`attempts.failed(...)` said where and why): the next zone, or -1
         when the request must end (out of retries, over the budget, no zone left to try)."""
         if attempts.retries >= self.settings.max_retries:
             return -1
-        if not attempts.retrying and not self.budget.allows(in_flight):
+        if not attempts.retrying and not self.budget.allows(self.in_flight):
             return -1
         tried = attempts.zones
         candidates = [z for z in self.view.candidates[request.population] if z not in tried]
@@ -171,11 +173,6 @@ class Dispatch:
         self.view.zones[zone].sent_since_report += 1
         self.sinks.routed(request, zone, rtt_s, self.decision_s, now_s)
 
-    def unsent(self, zone: int) -> None:
-        """A routed attempt never left after all (its race ended, its client went away)."""
-        zv = self.view.zones[zone]
-        zv.sent_since_report = max(0, zv.sent_since_report - 1)
-
     # --- hedging -----------------------------------------------------------------------------------
 
     def hedge_delay_s(self, request: Request, now_s: float) -> float | None:
@@ -217,7 +214,9 @@ class Dispatch:
 
     def end(self, request: Request, outcome: Outcome, attempts: Attempts | None, now_s: float) -> None:
         """The request ended: out of the retry budget, into the policy's feedback and every sink. A
-        request no zone ever took ends rejected, whatever failed."""
+        request no zone ever took ends rejected, whatever failed. A request is in flight until its
+        client has the answer (or the error): the drivers end it then."""
+        self.in_flight -= 1
         if attempts is not None and attempts.retrying:
             attempts.retrying = False
             self.budget.retrying -= 1

@@ -202,21 +202,24 @@ class GridGateway(GatewayState):
             now = self.now()
             if now >= live.deadline_s:
                 raise self.deadline_error(live)
+            # When the attempt leaves, on the model's clock: the first at the request's arrival (the
+            # gateway's own handling is not the network's), a retry when it is decided.
+            sent_s = request.arrival_s if not attempts.zones else now
             if not attempts.zones:
                 zi = self.dispatch.route(request, now)
                 if zi >= 0:
                     attempts.zones.append(zi)
             else:
-                zi = self.dispatch.retry(request, attempts, len(self.live), now)
+                zi = self.dispatch.retry(request, attempts, now)
                 if zi >= 0:
                     self.counts["retries"] += 1
             if zi < 0:
                 raise self._give_up(live)
             request.attempts += 1
             if self.hedging is not None and live.hedge_at_s > self.now():  # a copy may be due while this runs
-                sent = await self.hedging.race(live, zi, stream)
+                sent = await self.hedging.race(live, zi, stream, sent_s)
             else:
-                sent = await self.send(live, live, zi, NOTIFY_STREAM if stream else NOTIFY_NONE, request.arrival_s)
+                sent = await self.send(live, live, zi, NOTIFY_STREAM if stream else NOTIFY_NONE, sent_s)
             if sent == DEADLINE:
                 raise self.deadline_error(live)
             if sent is not None:
@@ -242,12 +245,7 @@ class GridGateway(GatewayState):
         self.dispatch.routed(request, zi, rtt, self.now())
         self.monitor.sent_total[zi] += 1
         if half > 0:
-            try:
-                await asyncio.sleep(half)
-            except asyncio.CancelledError:  # never sent (a hedge race ended, the client left): uncount it
-                self.monitor.sent_total[zi] -= 1
-                self.dispatch.unsent(zi)
-                raise
+            await asyncio.sleep(half)  # on its way: cancelled here (a race ended, the client left), it still was sent
         leg.queue = asyncio.Queue()
         at_s = sent_s + half + self.monitor.clock_offset_s[zi]  # reaches the zone, on the zone's clock
         future = self.links[zi].submit(

@@ -63,7 +63,6 @@ class HealthMonitor:
         self.metrics: GridMetrics | None = None
         n = len(links)
         self.sent_total = [0] * n  # requests sent to each zone (the dispatch side counts them)
-        self._sent_base = [0] * n  # sent_total when the current incarnation started
         self.reports: list[dict | None] = [None] * n
         self.clock_offset_s = [0.0] * n  # actor clock − gateway clock, per zone
         self._offset_bound = [math.inf] * n
@@ -114,7 +113,6 @@ class HealthMonitor:
         if health.check_ok(report["up"], report["incarnation"], answered):
             log.warning("zone %d: restarted (incarnation %s)", zi, report["incarnation"])
             self._offset_bound[zi] = math.inf  # a new process, a new clock
-            self._sent_base[zi] = self.sent_total[zi] - report["received"]
             self._fail_zone(zi, keep=report["incarnation"], cancel=False)
         self._learn_offset(zi, asked, report, answered)
         self.reports[zi] = report

@@ -58,14 +58,14 @@ class Hedging:
         if delay_s is not None:
             live.hedge_at_s = request.arrival_s + delay_s
 
-    async def race(self, live: _Live, zi: int, stream: bool):
+    async def race(self, live: _Live, zi: int, stream: bool, sent_s: float):
         """Send the request to `zi` and, if its first token is not in when the hedge is due, a copy to
         the policy's hedge zone. Returns what the winner's `GridGateway.send` returned (headers, half
         RTT, first update), None when every copy failed, or its deadline marker. On return the
         request's zone, RTT, update queue and admission are the winner's."""
         gateway = self.gateway
         notify = NOTIFY_STREAM if stream else NOTIFY_FIRST  # a non-streaming copy needs its first token too
-        primary = asyncio.ensure_future(gateway.send(live, live, zi, notify, live.request.arrival_s))
+        primary = asyncio.ensure_future(gateway.send(live, live, zi, notify, sent_s))
         legs: dict[asyncio.Future, _Live] = {primary: live}  # the copies still racing
         hedge = zb = None
         outcome = "lost"  # unless the copy wins or fails

@@ -35,13 +35,13 @@ from grid.routing.registry import make_policy
 from grid.routing.view import GridView
 from grid.scenario import Scenario
 from grid.serving.request import CANCELLED, ERROR, REJECTED, Request
-from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
+from grid.serving.zone import FAILED, FIRST_TOKEN, Zone
 from grid.stats import RunStats
 from grid.world import build_world
 
 INF = math.inf
 UTILIZATION_WINDOW_S = 1.0
-_DELIVER, _ZONE, _FAULT, _REPORT, _HEDGE, _RETRY, _TICK = 0, 1, 2, 3, 4, 5, 6
+_DELIVER, _ZONE, _FAULT, _REPORT, _HEDGE, _RETRY, _TICK, _END = 0, 1, 2, 3, 4, 5, 6, 7
 
 Arrivals = Callable[[np.random.Generator], Iterable[ArrivalChunk]]
 
@@ -108,7 +108,7 @@ class Simulation:
         try:
             run = _Run(self, dispatch, jitter_rng)
             run.loop(self.arrivals(rng))
-            self.in_flight = run.in_flight
+            self.in_flight = dispatch.in_flight
         finally:
             if records:
                 records.close()
@@ -142,8 +142,6 @@ class _Run:
         # `tries` holds only requests that failed an attempt (empty in a run without faults or full
         # queues, so the hot path pays one dict truth test per ended request).
         self.tries: dict[Request, Attempts] = {}
-        self.retry_on = sim.settings.max_retries > 0
-        self.in_flight = 0
         self.next_id = 0
         self.fresh = sim.settings.fresh_reports
         self.report_sink = self.sinks.wants("zone_reported")
@@ -153,11 +151,11 @@ class _Run:
     def _attempts(self, request: Request) -> Attempts | None:
         return self.tries.pop(request, None) if self.tries else None
 
-    def end(self, request: Request, status_kind: int, now_s: float) -> None:
-        """A request ended at its zone (finished or failed)."""
+    def end(self, request: Request, now_s: float) -> None:
+        """A request finished or failed: its client knows now."""
         attempts = self._attempts(request)
         retries = attempts.retries if attempts is not None else 0
-        if status_kind == FINISHED:
+        if request.status != ERROR:
             ttft, tpot, e2e = client_times(request)
             outcome = Outcome(request.finish_reason, request.zone, ttft, tpot, e2e, retries)
         else:
@@ -201,15 +199,14 @@ class _Run:
 
     def on_retry(self, request: Request, t: float) -> None:
         attempts = self.tries[request]
-        zi = self.dispatch.retry(request, attempts, self.in_flight, t)
+        zi = self.dispatch.retry(request, attempts, t)
         if zi < 0:  # out of retries, over budget, or no zone left to try: it ends
-            self.in_flight -= 1
             request.finish_s = t
             if attempts.reason == BUSY:
                 self.reject(request, request.zone, t)
             else:
                 request.status = ERROR
-                self.end(request, FAILED, t)
+                self.end(request, t)
             return
         request.zone = zi  # a fresh attempt: the failed one left nothing in its zone
         request.status = ""
@@ -223,19 +220,17 @@ class _Run:
         self.dispatch.routed(request, zi, rtt_s, t)
         self.push(t + 0.5 * rtt_s, _DELIVER, request)
 
-    def fail_attempt(self, request: Request, now: float) -> int:
+    def fail_attempt(self, request: Request, now: float) -> None:
         """Its zone failed under an admitted request: retried when no token had left the zone, else
-        ended (1). A copy of a hedged request whose twin lives on just goes (0)."""
+        ended when the error reaches the client. A copy of a hedged request whose twin lives on just goes."""
         twin = request.twin
         if twin is not None:
             request.twin = twin.twin = None
             self.hand_over(request, twin, now)
-            return 0
-        if self.retry_on and request.first_token_s < 0.0:
+        elif request.first_token_s < 0.0:
             self.retry_at(request, now, FAILED_ATTEMPT)
-            return 0
-        self.end(request, FAILED, now)
-        return 1
+        else:
+            self.push(now + 0.5 * request.rtt_s, _END, request)
 
     # --- hedging -----------------------------------------------------------------------------------
 
@@ -315,7 +310,7 @@ class _Run:
         zones, view = self.zones, self.view
         if action.kind == ZONE_DOWN:
             for _, request in zones[action.zone].fail_all(t):
-                self.in_flight -= self.fail_attempt(request, t)
+                self.fail_attempt(request, t)
         elif action.kind == ZONE_UP:
             zones[action.zone].restore(t)
             self.reschedule(action.zone)
@@ -391,9 +386,8 @@ class _Run:
                                     request.twin = twin.twin = None
                                     self.hand_over(request, twin, t)
                                     continue
-                            if event_kind != FIRST_TOKEN:
-                                self.in_flight -= 1
-                                self.end(request, event_kind, t)
+                            if event_kind != FIRST_TOKEN:  # its end reaches the client half an RTT later
+                                heappush(heap, (t + 0.5 * request.rtt_s, next(seq), _END, request))
                         reschedule(payload)
                         if fresh:
                             refresh(payload, t)
@@ -412,17 +406,11 @@ class _Run:
                             payload.twin = twin.twin = None
                             self.hand_over(payload, twin, t)
                             continue
-                        if self.retry_on:  # the refusal travels back, then the router tries elsewhere
-                            payload.status = REJECTED if zone.up else ERROR
-                            self.retry_at(payload, t + 0.5 * payload.rtt_s, BUSY if zone.up else DOWN)
-                            continue
-                        self.in_flight -= 1
-                        if not zone.up:  # sent to a dead zone: the connection fails
-                            payload.status = ERROR
-                            payload.finish_s = t
-                            self.end(payload, FAILED, t)
-                            continue
-                        self.reject(payload, zi, t)
+                        # The refusal travels back, then the router tries elsewhere (or gives up).
+                        payload.status = REJECTED if zone.up else ERROR
+                        self.retry_at(payload, t + 0.5 * payload.rtt_s, BUSY if zone.up else DOWN)
+                    elif kind == _END:
+                        self.end(payload, t)
                     elif kind == _RETRY:
                         self.on_retry(payload, t)
                     elif kind == _REPORT:
@@ -452,7 +440,6 @@ class _Run:
                 rtt_s = view.rtt_s[p][zi] * (1.0 + jitter)  # finite: candidates are reachable
                 request.rtt_s = rtt_s
                 routed(request, zi, rtt_s, t_arrival)
-                self.in_flight += 1
                 heappush(heap, (t_arrival + 0.5 * rtt_s, next(seq), _DELIVER, request))
                 if hedge_delay is not None:
                     delay_s = hedge_delay(request, t_arrival)

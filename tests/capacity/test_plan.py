@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from grid.bench.runner import ray_session
-from grid.capacity.plan import contingencies, make_plan, parse_slo, peak_demand
-from grid.capacity.sweep import PointCache, make_spec, run_cached
+from grid.capacity.plan import make_plan
+from grid.capacity.plan_inputs import contingencies, parse_slo, peak_demand
+from grid.capacity.point_runs import PointCache, make_spec, run_cached
 from grid.errors import GridInputError
 from grid.scenario import load_scenario, scenario_raw
 
@@ -52,7 +53,7 @@ def _plan_meets_the_slo_and_is_minimal(tmp_path):
 
     # Independently re-simulate the plan and the plan minus one replica in the binding zone.
     raw, _ = scenario_raw(SMALL)
-    from grid.capacity.plan import peak_overrides
+    from grid.capacity.plan_inputs import peak_overrides
 
     s = load_scenario(SMALL)
     base = peak_overrides(s, peak_demand(s)) + [("slo.ttft_s", 1.0)]

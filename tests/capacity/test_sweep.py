@@ -11,7 +11,9 @@ import pytest
 
 from grid.bench.runner import ray_session
 from grid.capacity.cli import add_sweep_parser
-from grid.capacity.sweep import Variation, knee_index, parse_vary, sweep
+from grid.capacity.sweep import sweep
+from grid.capacity.sweep_plots import knee_index
+from grid.capacity.variations import Variation, parse_vary
 from grid.errors import GridInputError
 
 SMALL = str(Path(__file__).with_name("small.yaml"))

@@ -1,8 +1,9 @@
 """The built-in dashboard (`GET /dashboard`) on the real live grid, rendered by headless Chromium.
 
-Chromium (Debian's `chromium`; `.ci/run` installs it) loads the page from the loopback gateway, runs
-its JavaScript for a few seconds of virtual time (it polls `/grid/zones`), and dumps the DOM or takes a
-screenshot. A zone failed through the admin API shows as down; recovered, as up again.
+Chromium (Debian's `chromium`; `make test` installs it, through `.ci/install-system-deps`) loads the
+page from the loopback gateway, runs its JavaScript for a few seconds of virtual time (it polls
+`/grid/zones`), and dumps the DOM or takes a screenshot. A zone failed through the admin API shows
+as down; recovered, as up again.
 
 `UPDATE_DASHBOARD_SCREENSHOT=1` also copies the screenshot taken under load (one zone down) to
 docs/dashboard.png.
@@ -49,7 +50,7 @@ CHROMIUM_FLAGS = [
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        pytest.fail("chromium is not installed: `.ci/run` installs it (apt-get install chromium)")
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
     return path
 
 

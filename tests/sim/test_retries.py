@@ -197,7 +197,9 @@ def test_without_retries_the_queued_requests_fail_as_before():
     "budget_min, ratio, retried",
     [
         (3, 0.0, 3),  # the floor binds: 3 retrying at once, and they stay retrying until they end
-        (0, 0.5, 4),  # the share binds: retrying < 0.5 × in flight (8 after the 2 mid-stream failures)
+        # the share binds: retrying < 0.5 × in flight (10: the 2 mid-stream failures are in flight
+        # until their error reaches the client, half an RTT after the kill, as live)
+        (0, 0.5, 5),
         (10, 0.2, 8),  # the defaults: all 8
     ],
 )

@@ -1,5 +1,6 @@
 """deploy/: dashboards are fresh and query only families GridMetrics defines; Prometheus, Grafana and
-compose configuration validate with the real tools (promtool, docker-compose) when installed."""
+compose configuration validate with the real tools: promtool (required: `make test` installs it) and
+docker-compose (when installed)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from grid.scenario import load_scenario
 from grid.telemetry import GridMetrics
-from grid.telemetry.metrics import TPOT_BUCKETS, TTFT_BUCKETS
+from grid.telemetry.metric_families import TPOT_BUCKETS, TTFT_BUCKETS
+from tests.telemetry.prometheus_server import binary
 from tests.telemetry.promql import (
     DASHBOARDS_DIR,
     dashboard_files,
@@ -170,21 +172,14 @@ def test_dashboard_queries_helper_substitutes_macros_and_variables():
 
 # --- the real tools ------------------------------------------------------------------------------
 
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (Debian: apt-get install prometheus; .ci/run installs it)"
-)
 
-
-@needs_promtool
 def test_promtool_accepts_the_prometheus_config():
     result = subprocess.run(
-        [PROMTOOL, "check", "config", str(ROOT / "deploy" / "prometheus.yml")], capture_output=True, text=True
+        [binary("promtool"), "check", "config", str(ROOT / "deploy" / "prometheus.yml")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@needs_promtool
 def test_promtool_parses_every_dashboard_query(tmp_path):
     """Each query as a recording rule: `promtool check rules` parses its PromQL."""
     rules = {
@@ -197,7 +192,7 @@ def test_promtool_parses_every_dashboard_query(tmp_path):
     }
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump(rules))
-    result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
+    result = subprocess.run([binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -11,15 +11,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from grid.scenario import load_scenario
 from grid.serving.request import Request
 from grid.telemetry import GridMetrics
-from grid.telemetry.metrics import (
+from grid.telemetry.metric_families import (
     HEDGE_OUTCOMES,
     NO_ZONE,
     RETRY_REASONS,
     STATUSES,
-    _observe_many,
     buckets_1_2_5,
     zone_coordinates,
 )
+from grid.telemetry.prometheus_extras import observe_many
 
 TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
         160.0, 640.0, 2560.0]  # fmt: skip
@@ -323,8 +323,8 @@ def test_observe_many_matches_observe(scenario):
     values = [0.0, 0.01, 0.0100001, 0.05, 0.1, 0.099, 79.9, 80.0, 80.1, 1e9]
     child_a = a.inter_token_latency.labels(a.model_name, "paris", "paris-1")
     child_b = b.inter_token_latency.labels(b.model_name, "paris", "paris-1")
-    _observe_many(child_a, values)
-    _observe_many(child_a, [])
+    observe_many(child_a, values)
+    observe_many(child_a, [])
     for v in values:
         child_b.observe(v)
     assert a.exposition() == b.exposition()
