@@ -23,6 +23,7 @@ import math
 import time
 
 from grid.dispatch.limits import CONTEXT_LENGTH, fit_answer, prompt_fits
+from grid.dispatch.recording import StatsSink
 from grid.dispatch.settings import DispatchSettings
 from grid.dispatch.sinks import Outcome, Sinks
 from grid.errors import GridInputError
@@ -70,6 +71,7 @@ class Dispatch:
         policy,
         view: GridView,
         settings: DispatchSettings,
+        stats: StatsSink,
         sinks: Sinks,
         population_ids: list[str] | tuple[str, ...],
         contain_policy_errors: bool = False,
@@ -78,7 +80,8 @@ class Dispatch:
         self.policy_name = getattr(policy, "name", type(policy).__name__)
         self.view = view
         self.settings = settings
-        self.sinks = sinks
+        self.stats = stats  # the run's own figures: always fed, first
+        self.sinks = sinks  # anything else (metrics, records, decision logs), only if someone listens
         self.population_ids = population_ids
         self.contain = contain_policy_errors
         self.budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min)
@@ -101,14 +104,16 @@ class Dispatch:
         fit: it has then ended, rejected."""
         self.arrivals += 1
         self.in_flight += 1
-        self.sinks.arrived(request, now_s)
-        context = self.settings.context_tokens
-        if not prompt_fits(request.prompt_tokens, context):
-            self.end(request, Outcome(REJECTED, -1, reason=CONTEXT_LENGTH), None, now_s)
-            return False
-        if request.prompt_tokens + request.output_tokens > context:
+        self.stats.arrived(request, now_s)
+        if self.sinks.to_arrived:
+            self.sinks.arrived(request, now_s)
+        prompt, context = request.prompt_tokens, self.settings.context_tokens
+        if prompt + request.output_tokens > context or prompt >= context:  # cheap test first; the rule below
+            if not prompt_fits(prompt, context):
+                self.end(request, Outcome(REJECTED, -1, reason=CONTEXT_LENGTH), None, now_s)
+                return False
             request.output_tokens, request.finish_reason = fit_answer(
-                request.prompt_tokens, request.output_tokens, request.finish_reason, context
+                prompt, request.output_tokens, request.finish_reason, context
             )
         return True
 
@@ -116,10 +121,18 @@ class Dispatch:
 
     def route(self, request: Request, now_s: float) -> int:
         """The first attempt's zone; -1 when no zone is up and reachable from the request's population."""
-        candidates = self.view.candidates[request.population]
+        view = self.view
+        candidates = view.candidates[request.population]
         if not candidates:
             return -1
-        return self._decide(self._choose, request, candidates, now_s, candidates[0])
+        if self.sinks.to_routed:  # timed: someone reads the decision's cost
+            return self._decide(self._choose, request, candidates, now_s, candidates[0])
+        view.now_s = now_s
+        try:  # the hot path of `_decide`, untimed
+            zi = self._choose(request, candidates, view)
+        except Exception as exc:
+            return self._policy_raised(exc, self._choose, request, now_s, candidates[0])
+        return zi if zi in candidates else self._outside(zi, self._choose, now_s, candidates[0])
 
     def retry(self, request: Request, attempts: Attempts, now_s: float) -> int:
         """After a failed attempt (`attempts.failed(...)` said where and why): the next zone, or -1
@@ -138,6 +151,7 @@ class Dispatch:
             self.budget.retrying += 1
         attempts.retries += 1
         tried.append(zi)
+        self.stats.retried(request, attempts.last_zone, attempts.reason, zi, now_s)
         self.sinks.retried(request, attempts.last_zone, attempts.reason, zi, now_s)
         return zi
 
@@ -147,20 +161,29 @@ class Dispatch:
         raises in a driver that contains policy errors."""
         view = self.view
         view.now_s = now_s
-        started = time.perf_counter()
+        timed = bool(self.sinks.to_routed)  # its cost goes to the route metric, when someone reads it
+        if timed:
+            started = time.perf_counter()
         try:
             zi = hook(request, candidates, view)
         except Exception as exc:
-            if not self.contain:
-                raise GridInputError(
-                    f"policy {self.policy_name!r} raised {exc!r} in {hook.__name__} at t={now_s:.3f}s on request "
-                    f"{request.id} (population {self.population_ids[request.population]})"
-                ) from exc
-            log.exception("policy %s raised in %s; using the fallback", self.policy_name, hook.__name__)
-            return fallback
-        self.decision_s = time.perf_counter() - started
-        if zi in candidates:
-            return zi
+            return self._policy_raised(exc, hook, request, now_s, fallback)
+        if timed:
+            self.decision_s = time.perf_counter() - started
+        return zi if zi in candidates else self._outside(zi, hook, now_s, fallback)
+
+    def _policy_raised(self, exc: Exception, hook, request: Request, now_s: float, fallback: int) -> int:
+        if not self.contain:
+            raise GridInputError(
+                f"policy {self.policy_name!r} raised {exc!r} in {hook.__name__} at t={now_s:.3f}s on request "
+                f"{request.id} (population {self.population_ids[request.population]})"
+            ) from exc
+        log.exception("policy %s raised in %s; using the fallback", self.policy_name, hook.__name__)
+        return fallback
+
+    def _outside(self, zi, hook, now_s: float, fallback: int) -> int:
+        """The policy answered something not among the candidates: the fallback, unless it is no zone
+        index at all in a driver that reports policy bugs."""
         if zi is not None and type(zi) is not int and not self.contain:
             raise GridInputError(
                 f"policy {self.policy_name!r} returned {zi!r} from {hook.__name__} at t={now_s:.3f}s: a zone "
@@ -171,7 +194,8 @@ class Dispatch:
     def routed(self, request: Request, zone: int, rtt_s: float, now_s: float) -> None:
         """An attempt left for `zone` (the driver applied the network: `rtt_s`)."""
         self.view.zones[zone].sent_since_report += 1
-        self.sinks.routed(request, zone, rtt_s, self.decision_s, now_s)
+        if self.sinks.to_routed:
+            self.sinks.routed(request, zone, rtt_s, self.decision_s, now_s)
 
     # --- hedging -----------------------------------------------------------------------------------
 
@@ -225,7 +249,9 @@ class Dispatch:
         request.status = outcome.status
         if self._observe is not None:
             self._observe(request)
-        self.sinks.ended(request, outcome, now_s)
+        self.stats.ended(request, outcome, now_s)
+        if self.sinks.to_ended:
+            self.sinks.ended(request, outcome, now_s)
 
 
 def client_times(request: Request) -> tuple[float, float, float]:

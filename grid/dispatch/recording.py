@@ -46,13 +46,14 @@ class StatsSink(Sink):
         return window is stats
 
     def arrived(self, request: Request, now_s: float) -> None:
-        self._window(request).arrivals[request.population] += 1
+        stats = self.stats if request.id >= self._first_id else self._older_window(request.id)
+        stats.arrivals[request.population] += 1
 
     def retried(self, request: Request, from_zone: int, reason: str, to_zone: int | None, now_s: float) -> None:
         self._window(request).retries[request.population, from_zone] += 1
 
     def ended(self, request: Request, outcome: Outcome, now_s: float) -> None:
-        stats = self._window(request)
+        stats = self.stats if request.id >= self._first_id else self._older_window(request.id)
         p, z = request.population, outcome.zone
         status = outcome.status
         if status in (STOP, LENGTH):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from grid.routing.view import ZoneView
 from grid.serving.request import Request
@@ -21,9 +21,9 @@ from grid.serving.request import Request
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a request ended, as its client saw it (times in s; NaN when there was none)."""
+class Outcome(NamedTuple):
+    """How a request ended, as its client saw it (times in s; NaN when there was none). A named
+    tuple: one is built per request, and a tuple is the cheapest immutable record to build."""
 
     status: str  # grid.serving.request: stop | length | error | rejected | cancelled
     zone: int  # the zone of its last attempt; -1 when no zone was ever tried
@@ -63,7 +63,10 @@ class Sink:
 
 
 class Sinks(Sink):
-    """Fans each event out to several sinks; a sink that raises is logged, never propagated."""
+    """Fans each event out to several sinks; a sink that raises is logged, never propagated.
+
+    Only the events a sink overrides are sent to it, so a driver pays nothing for the rest; the
+    per-request events (arrived, routed, ended) loop inline, as they run for every request."""
 
     EVENTS = ("arrived", "routed", "retried", "hedged", "ended", "zone_reported", "zone_health", "tick")
 
@@ -71,11 +74,11 @@ class Sinks(Sink):
         self.sinks: list[Sink] = []
         self._warned: set[tuple[int, str]] = set()
         self._to: dict[str, list] = {event: [] for event in self.EVENTS}
+        self.to_arrived, self.to_routed, self.to_ended = self._to["arrived"], self._to["routed"], self._to["ended"]
         for sink in sinks:
             self.add(sink)
 
     def add(self, sink: Sink) -> None:
-        """Only the events a sink overrides are sent to it (a driver pays nothing for the rest)."""
         self.sinks.append(sink)
         for event in self.EVENTS:
             if getattr(type(sink), event, None) is not getattr(Sink, event):
@@ -84,31 +87,46 @@ class Sinks(Sink):
     def wants(self, event: str) -> bool:
         return bool(self._to[event])
 
+    def _failed(self, method, event: str) -> None:
+        key = (id(method.__self__), event)
+        if key not in self._warned:
+            self._warned.add(key)
+            name = type(method.__self__).__name__
+            log.exception("sink %s.%s failed (further failures not logged)", name, event)
+
     def _each(self, event: str, *args) -> None:
         for method in self._to[event]:
             try:
                 method(*args)
             except Exception:
-                key = (id(method.__self__), event)
-                if key not in self._warned:
-                    self._warned.add(key)
-                    name = type(method.__self__).__name__
-                    log.exception("sink %s.%s failed (further failures not logged)", name, event)
+                self._failed(method, event)
 
     def arrived(self, request, now_s) -> None:
-        self._each("arrived", request, now_s)
+        for method in self.to_arrived:
+            try:
+                method(request, now_s)
+            except Exception:
+                self._failed(method, "arrived")
 
     def routed(self, request, zone, rtt_s, decision_s, now_s) -> None:
-        self._each("routed", request, zone, rtt_s, decision_s, now_s)
+        for method in self.to_routed:
+            try:
+                method(request, zone, rtt_s, decision_s, now_s)
+            except Exception:
+                self._failed(method, "routed")
+
+    def ended(self, request, outcome, now_s) -> None:
+        for method in self.to_ended:
+            try:
+                method(request, outcome, now_s)
+            except Exception:
+                self._failed(method, "ended")
 
     def retried(self, request, from_zone, reason, to_zone, now_s) -> None:
         self._each("retried", request, from_zone, reason, to_zone, now_s)
 
     def hedged(self, request, zone, outcome, now_s) -> None:
         self._each("hedged", request, zone, outcome, now_s)
-
-    def ended(self, request, outcome, now_s) -> None:
-        self._each("ended", request, outcome, now_s)
 
     def zone_reported(self, zone, view, now_s) -> None:
         self._each("zone_reported", zone, view, now_s)

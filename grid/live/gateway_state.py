@@ -73,9 +73,9 @@ class GatewayState:
         self.view = build_view(scenario, self.world, self.dispatch_settings, self.network.rtt_s())
         self.stats = self.new_stats()
         self.stats_sink = StatsSink(self.stats)
-        self.sinks = Sinks([self.stats_sink])
+        self.sinks = Sinks()
         self.dispatch = Dispatch(
-            self.policy, self.view, self.dispatch_settings, self.sinks, self.world.population_ids,
+            self.policy, self.view, self.dispatch_settings, self.stats_sink, self.sinks, self.world.population_ids,
             contain_policy_errors=True,
         )  # fmt: skip
         # decided once: a policy without the hedge hooks never pays for hedging per request

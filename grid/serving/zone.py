@@ -90,6 +90,7 @@ class Zone:
         self.slow_factor = 1.0
         self.up = True
         self._replicas = [_Replica(i) for i in range(replicas)]
+        self.replicas = replicas  # an attribute, not a property: read several times per request
         self._heap: list[tuple[float, int, int]] = []  # (time, version, replica index)
         self._arriving: deque[tuple[float, Request]] = deque()  # in the API server (frontend_s)
         self._waiting: deque[Request] = deque()
@@ -108,10 +109,6 @@ class Zone:
         self._work_rate_t = 0.0
 
     # --- what drivers call --------------------------------------------------------------------
-
-    @property
-    def replicas(self) -> int:
-        return len(self._replicas)
 
     def admit(self, request: Request, now: float) -> bool:
         """Take a request arriving at `now`; False (and nothing changes) when it can't be taken."""
@@ -143,9 +140,9 @@ class Zone:
 
     def utilization(self, now: float) -> float:
         """Recent offered load as a share of saturated capacity (admitted work, decayed over ~1 s)."""
-        if not self._replicas:
+        if not self.replicas:
             return 0.0
-        return self._work_rate * exp((self._work_rate_t - now) / UTILIZATION_TAU_S) / len(self._replicas)
+        return self._work_rate * exp((self._work_rate_t - now) / UTILIZATION_TAU_S) / self.replicas
 
     def work_of(self, request: Request) -> float:
         """Engine-seconds a request costs at saturated efficiency: its share of full-batch decode

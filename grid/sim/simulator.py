@@ -103,8 +103,10 @@ class Simulation:
         rng = np.random.default_rng(self.seed)
         jitter_rng = np.random.default_rng([self.seed, 1])  # its own stream: jitter never shifts arrivals
         records = RecordsSink(self.records_path) if self.records_path else None
-        sinks = Sinks([StatsSink(self.stats), *([records] if records else []), *self.sinks])
-        dispatch = self.dispatch = Dispatch(self.policy, self.view, self.settings, sinks, self.world.population_ids)
+        sinks = Sinks([*([records] if records else []), *self.sinks])
+        dispatch = self.dispatch = Dispatch(
+            self.policy, self.view, self.settings, StatsSink(self.stats), sinks, self.world.population_ids
+        )
         try:
             run = _Run(self, dispatch, jitter_rng)
             run.loop(self.arrivals(rng))
@@ -137,7 +139,7 @@ class _Run:
         self.jitter_ratio = sim.settings.jitter_ratio
         self.retry_jitter = random.Random(sim.seed * 1_000_003 + 2)  # its own stream: retries never shift arrivals
         self.heap: list = []
-        self.seq = itertools.count()
+        self.seq = itertools.count().__next__  # tie-breaker: events at one time keep their order
         self.zone_next = [INF] * len(self.zones)
         # `tries` holds only requests that failed an attempt (empty in a run without faults or full
         # queues, so the hot path pays one dict truth test per ended request).
@@ -145,6 +147,7 @@ class _Run:
         self.next_id = 0
         self.fresh = sim.settings.fresh_reports
         self.report_sink = self.sinks.wants("zone_reported")
+        self._hot_paths()
 
     # --- ending ------------------------------------------------------------------------------------
 
@@ -153,11 +156,10 @@ class _Run:
 
     def end(self, request: Request, now_s: float) -> None:
         """A request finished or failed: its client knows now."""
-        attempts = self._attempts(request)
+        attempts = self.tries.pop(request, None) if self.tries else None
         retries = attempts.retries if attempts is not None else 0
         if request.status != ERROR:
-            ttft, tpot, e2e = client_times(request)
-            outcome = Outcome(request.finish_reason, request.zone, ttft, tpot, e2e, retries)
+            outcome = Outcome(request.finish_reason, request.zone, *client_times(request), retries)
         else:
             outcome = Outcome(ERROR, request.zone, retries=retries)
         self.dispatch.end(request, outcome, attempts, now_s)
@@ -170,22 +172,31 @@ class _Run:
     # --- the heap ----------------------------------------------------------------------------------
 
     def push(self, t: float, kind: int, payload) -> None:
-        heappush(self.heap, (t, next(self.seq), kind, payload))
+        heappush(self.heap, (t, self.seq(), kind, payload))
 
-    def reschedule(self, zi: int) -> None:
-        t = self.zones[zi].next_event_time()
-        if t < self.zone_next[zi]:
-            self.zone_next[zi] = t
-            heappush(self.heap, (t, next(self.seq), _ZONE, zi))
+    def _hot_paths(self) -> None:
+        """`reschedule(zone)` and `refresh(zone, now)` as closures over the run's lists: they run a few
+        times per request, and a closure's locals are cheaper than attribute look-ups."""
+        zones, zone_views, zone_next, heap, seq = self.zones, self.view.zones, self.zone_next, self.heap, self.seq
+        sinks, report_sink = self.sinks, self.report_sink
 
-    def refresh(self, zi: int, now: float) -> None:
-        """The router's view of zone `zi` from its state now (a load report)."""
-        zone, zv = self.zones[zi], self.view.zones[zi]
-        zv.up = zone.up
-        kv_usage = zone.kv_used / (zone.kv_cache_tokens * zone.replicas) if zone.replicas else 0.0
-        apply_load_report(zv, zone.in_system, zone.queued, kv_usage, zone.utilization(now), zone.ttft_ewma_s, now)
-        if self.report_sink:
-            self.sinks.zone_reported(zi, zv, now)
+        def reschedule(zi: int) -> None:
+            t = zones[zi].next_event_time()
+            if t < zone_next[zi]:
+                zone_next[zi] = t
+                heappush(heap, (t, seq(), _ZONE, zi))
+
+        def refresh(zi: int, now: float) -> None:
+            """The router's view of zone `zi` from its state now (a load report)."""
+            zone, zv = zones[zi], zone_views[zi]
+            zv.up = zone.up
+            replicas = zone.replicas
+            kv_usage = zone.kv_used / (zone.kv_cache_tokens * replicas) if replicas else 0.0
+            apply_load_report(zv, zone.in_system, zone.queued, kv_usage, zone.utilization(now), zone.ttft_ewma_s, now)
+            if report_sink:
+                sinks.zone_reported(zi, zv, now)
+
+        self.reschedule, self.refresh = reschedule, refresh
 
     # --- retries -----------------------------------------------------------------------------------
 
@@ -348,13 +359,13 @@ class _Run:
         jitter_ratio = self.jitter_ratio
         for action in fault_timeline(sim.scenario.faults, sim.world):
             if action.at_s <= end_s:
-                heappush(heap, (action.at_s, next(seq), _FAULT, action))
+                heappush(heap, (action.at_s, seq(), _FAULT, action))
         # Load reports every interval; with fresh reports, every event refreshes its zone and the
         # tick (UTILIZATION_WINDOW_S) keeps the decaying utilization of quiet zones current.
         interval_s = sim.settings.report_interval_s
-        heappush(heap, (0.0, next(seq), _REPORT, interval_s if not fresh else UTILIZATION_WINDOW_S))
+        heappush(heap, (0.0, seq(), _REPORT, interval_s if not fresh else UTILIZATION_WINDOW_S))
         if self.sinks.wants("tick"):
-            heappush(heap, (0.0, next(seq), _TICK, None))
+            heappush(heap, (0.0, seq(), _TICK, None))
         hedge_delay = dispatch.hedge_delay_s if dispatch.hedging else None
         progress = _Progress(end_s) if sim.progress else None
         for chunk in itertools.chain(arrivals, (None,)):
@@ -387,10 +398,12 @@ class _Run:
                                     self.hand_over(request, twin, t)
                                     continue
                             if event_kind != FIRST_TOKEN:  # its end reaches the client half an RTT later
-                                heappush(heap, (t + 0.5 * request.rtt_s, next(seq), _END, request))
+                                heappush(heap, (t + 0.5 * request.rtt_s, seq(), _END, request))
                         reschedule(payload)
                         if fresh:
                             refresh(payload, t)
+                    elif kind == _END:
+                        self.end(payload, t)
                     elif kind == _DELIVER:
                         if payload.cancelled:
                             continue  # a hedge loser cancelled on its way
@@ -409,8 +422,6 @@ class _Run:
                         # The refusal travels back, then the router tries elsewhere (or gives up).
                         payload.status = REJECTED if zone.up else ERROR
                         self.retry_at(payload, t + 0.5 * payload.rtt_s, BUSY if zone.up else DOWN)
-                    elif kind == _END:
-                        self.end(payload, t)
                     elif kind == _RETRY:
                         self.on_retry(payload, t)
                     elif kind == _REPORT:
@@ -440,11 +451,11 @@ class _Run:
                 rtt_s = view.rtt_s[p][zi] * (1.0 + jitter)  # finite: candidates are reachable
                 request.rtt_s = rtt_s
                 routed(request, zi, rtt_s, t_arrival)
-                heappush(heap, (t_arrival + 0.5 * rtt_s, next(seq), _DELIVER, request))
+                heappush(heap, (t_arrival + 0.5 * rtt_s, seq(), _DELIVER, request))
                 if hedge_delay is not None:
                     delay_s = hedge_delay(request, t_arrival)
                     if delay_s is not None:
-                        heappush(heap, (t_arrival + delay_s, next(seq), _HEDGE, request))
+                        heappush(heap, (t_arrival + delay_s, seq(), _HEDGE, request))
             if progress and chunk is not None and times:
                 progress.update(times[-1])
         for zone in zones:
