@@ -328,14 +328,13 @@ def simulate_profile(
 ):
     """Run the simulator on the profile's arrivals (`profile_arrivals` with `default_rng(seed)`:
     the very arrivals a one-generator open-loop Locust run sends) and the drill's faults. The
-    scenario's load-report interval is the live one (as grid.live.experiment does)."""
+    scenario's load-report interval means the same in both."""
     from grid.demand.arrivals import size_sampler
-    from grid.live.experiment import live_interval_scenario
     from grid.scenario import Fault
     from grid.sim.simulator import Simulation
 
     faults = list(scenario.faults) + [Fault.model_validate(f) for f in profile_faults(profile)]
-    s = live_interval_scenario(scenario).model_copy(update={"faults": faults, "duration_s": profile.duration_s})
+    s = scenario.model_copy(update={"faults": faults, "duration_s": profile.duration_s})
     sizes = size_sampler(scenario.demand.sizes)
 
     def arrivals(rng: np.random.Generator):

@@ -50,6 +50,15 @@ class DispatchSettings:
         return self.report_interval_s <= 0.0
 
 
+UTILIZATION_WINDOW_S = 1.0  # with fresh reports, every zone is still refreshed this often (decay)
+
+
+def report_tick_s(report_interval_s: float) -> float:
+    """How often the router refreshes every zone's load: the interval, or with fresh reports (0) the
+    utilization window, so the reported utilization of a quiet zone keeps decaying."""
+    return report_interval_s if report_interval_s > 0 else UTILIZATION_WINDOW_S
+
+
 def build_zone_views(scenario: Scenario, world: World) -> list[ZoneView]:
     """The static part of what a router knows about each zone."""
     views = []

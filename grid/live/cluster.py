@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import ray
 
 from grid.errors import GridInputError
-from grid.live.zone_actor import MAX_CONCURRENCY, ZoneActor
+from grid.live.zone_actor import MAX_CONCURRENCY, ZoneActor, zone_actor_args
 from grid.scenario import Scenario
 from grid.world import World
 
@@ -97,9 +97,8 @@ def start_zone_actors(
                 )
             else:
                 log.warning("zone %s: no %s resource in the cluster; placing it anywhere", zone_id, key)
-        actor = remote_cls.options(**options).remote(
-            zone_id, spec.region, scenario.gpus[spec.gpu], spec.replicas, spec.max_queue, stream_interval_s
-        )
+        args, kwargs = zone_actor_args(scenario, zone_id, stream_interval_s)
+        actor = remote_cls.options(**options).remote(*args, **kwargs)
         actors.append(actor)
         regions.append(spec.region)
     ray.get([a.start.remote() for a in actors], timeout=120)

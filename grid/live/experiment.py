@@ -4,9 +4,8 @@ Both runs see the same requests: the arrival schedule is the scenario's own gene
 (`DemandModel` + `poisson_arrivals` + `size_sampler`) with `rng = default_rng(seed)`, exactly as
 `Simulation.run` draws it. The live run replays it through HTTP (grid.live.loadgen, its own process);
 the gateway's `RunStats` over [0, duration) becomes the live report (requests still running at the
-end count as in flight, as in the simulator). The simulator runs with the live load-report interval
-(a scenario asking for fresh reports, 0, is simulated at the live interval so both see equally old
-load).
+end count as in flight, as in the simulator). Both read the scenario's report interval the same way
+(0: fresh reports, pushed by the zone actors live).
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import numpy as np
 
 from grid.demand.arrivals import DemandModel, poisson_arrivals, size_sampler
 from grid.live.gateway import GatewaySettings
-from grid.live.gateway_state import LIVE_REPORT_INTERVAL_S
 from grid.live.loadgen import LoadProcess, Schedule
 from grid.live.server import (
     DEFAULT_STREAM_INTERVAL_S,
@@ -53,14 +51,6 @@ def arrival_schedule(scenario: Scenario, duration_s: float, rate_scale: float, s
     return Schedule(times, pops, prompts, outputs)
 
 
-def live_interval_scenario(scenario: Scenario) -> Scenario:
-    """The scenario with the report interval the live gateway actually uses."""
-    if scenario.routing.report_interval_s > 0:
-        return scenario
-    routing = scenario.routing.model_copy(update={"report_interval_s": LIVE_REPORT_INTERVAL_S})
-    return scenario.model_copy(update={"routing": routing})
-
-
 @dataclass
 class LiveResult:
     report: Report
@@ -83,7 +73,6 @@ def run_live(
 ) -> LiveResult:
     """Start Ray, the zone actors and the gateway; replay the schedule through HTTP; stop everything."""
     schedule = arrival_schedule(scenario, duration_s, rate_scale, seed)
-    scenario = live_interval_scenario(scenario)
     started = time.monotonic()
     grid = build_live_grid(
         scenario, GatewaySettings(policy=policy, seed=seed), stream_interval_s=stream_interval_s, num_cpus=2
@@ -145,7 +134,7 @@ async def _run_live(
 
 
 def run_simulated(scenario: Scenario, policy: str | None, duration_s: float, rate_scale: float, seed: int) -> Report:
-    sim = Simulation(live_interval_scenario(scenario), policy, seed, duration_s, rate_scale)
+    sim = Simulation(scenario, policy, seed, duration_s, rate_scale)
     return sim.run()
 
 

@@ -3,7 +3,7 @@
 `GridGateway.handle` takes a checked request (`grid.live.app` parses it, `grid.live.intake` sizes
 it), routes it with the scenario's policy object (`grid.routing.registry.make_policy`) on a
 `GridView` built like the simulator's (`build_zone_views`) and refreshed by `grid.live.health_monitor`
-every `report_interval_s` (live: 0.1 s when the scenario says 0, i.e. "fresh"), sends it over the
+as the scenario's `routing.report_interval_s` says (0: fresh, as in the simulator), sends it over the
 zone's `grid.live.zone_link.ZoneLink`, and answers through `grid.live.responses`.
 
 Network: RTT = the population's RTT to the zone × (1 + Exp(jitter_ratio)), split in half: the request
@@ -66,7 +66,6 @@ class GatewaySettings:
 
     policy: str | None = None  # None: the scenario's routing.policy
     default_population: str | None = None  # None: the scenario's first population
-    report_interval_s: float | None = None  # None: the scenario's, or LIVE_REPORT_INTERVAL_S if 0
     seed: int | None = None  # None: the scenario's seed
     poll_wait_s: float = 1.0  # long-poll timeout of the per-zone update stream
     report_timeout_s: float = 2.0  # zone_figures(): a zone that does not report within this is unreachable

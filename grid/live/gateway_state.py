@@ -43,7 +43,7 @@ from grid.world import World, build_world
 if TYPE_CHECKING:
     from grid.live.gateway import GatewaySettings, _Live
 
-LIVE_REPORT_INTERVAL_S = 0.1  # load-report period when the scenario asks for fresh reports (0)
+METRICS_TICK_S = 1.0  # cost, energy and carbon accrue this often
 
 
 class GatewayState:
@@ -80,16 +80,13 @@ class GatewayState:
         )  # fmt: skip
         # decided once: a policy without the hedge hooks never pays for hedging per request
         self.hedging: Hedging | None = Hedging(self) if self.dispatch.hedging else None
-        interval = settings.report_interval_s
-        if interval is None:
-            interval = scenario.routing.report_interval_s or LIVE_REPORT_INTERVAL_S
-        self.report_interval_s = interval
+        self.report_interval_s = self.dispatch_settings.report_interval_s  # 0: fresh (zones push reports)
         self.intake = Intake(scenario, self.world, self.seed, settings.default_population)
         self.model_name = scenario.model.name
         self.context_tokens = scenario.model.context_tokens
         n = len(zones.actors)
         self.links = [
-            ZoneLink(i, actor, self.deliver, self._link_lost, self.cancel_on_zone)
+            ZoneLink(i, actor, self._on_updates, self._link_lost, self.cancel_on_zone)
             for i, actor in enumerate(zones.actors)
         ]
         self.health = [ZoneHealth(settings.health) for _ in range(n)]
@@ -171,7 +168,7 @@ class GatewayState:
         while True:
             if self.metrics is not None:
                 self.metrics.tick(self.now())
-            await asyncio.sleep(max(self.report_interval_s, 0.5))
+            await asyncio.sleep(METRICS_TICK_S)
 
     # --- stats ---------------------------------------------------------------------------------
 
@@ -198,6 +195,9 @@ class GatewayState:
         return [ZoneFigures(r["work_s"], r["area_queued"], r["area_in_system"]) for r in reports]
 
     # --- zones: updates, loss, faults ----------------------------------------------------------
+
+    def _on_updates(self, zi: int, updates: list) -> None:
+        self.monitor.on_updates(zi, updates)
 
     def _link_lost(self, zi: int) -> None:
         self.monitor.link_lost(zi)

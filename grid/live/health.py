@@ -30,6 +30,7 @@ HEALTHY, EJECTED, HALF_OPEN = "healthy", "ejected", "half_open"
 
 @dataclass(frozen=True)
 class HealthSettings:
+    check_interval_s: float = 0.1  # an active check of every zone this often (the load view has its own period)
     check_timeout_s: float = 0.6  # an active check (load report) slower than this is a failed check
     unhealthy_checks: int = 2  # consecutive failed checks → unreachable (≈ 2 × 0.6 s worst case)
     consecutive_errors: int = 5  # passive: request failures in a row → ejected (Envoy's default)

@@ -1,8 +1,11 @@
-"""The gateway's view of its zones: load reports as active checks, the update streams, zone loss.
+"""The gateway's view of its zones: health checks, load reports, the update streams, zone loss.
 
-`HealthMonitor` checks every zone every `report_interval_s` (its load report, with a timeout) and
-refreshes the routing view from the reports, with `sent_since_report` counted here exactly
-(requests sent minus requests the zone has received). Failed checks, a dead actor, a restarted actor
+`HealthMonitor` checks every zone every `HealthSettings.check_interval_s` (its report, with a
+timeout) for health, and refreshes the routing view's load from the zones' reports as the scenario's
+`routing.report_interval_s` says, by the dispatch core's rule (`grid.dispatch.reports`): every
+interval, or, when it is 0 ("fresh"), from the reports each zone sends with its updates after every
+admission and model event, plus a refresh of all zones every `UTILIZATION_WINDOW_S`, as the
+simulator does. Failed checks, a dead actor, a restarted actor
 (new incarnation) and consecutive request failures eject a zone (`grid.live.health`: outlier
 ejection, growing ejection time, half-open probation); a zone is routed to only while eligible, and
 requests in flight on a lost zone fail at once.
@@ -22,7 +25,9 @@ from collections import deque
 from collections.abc import Callable
 
 from grid.dispatch.reports import apply_load_report
+from grid.dispatch.settings import report_tick_s
 from grid.live.health import HealthSettings, ZoneHealth
+from grid.live.zone_actor import REPORT_ID
 from grid.live.zone_link import ZoneLink, report_within
 from grid.routing.view import GridView
 from grid.telemetry.metrics import GridMetrics
@@ -55,7 +60,7 @@ class HealthMonitor:
         self.links = links
         self.health = health
         self.settings = settings
-        self.report_interval_s = report_interval_s
+        self.report_tick_s = report_tick_s(report_interval_s)  # the load view's refresh period
         self.poll_wait_s = poll_wait_s
         self.now = now
         self.deliver = deliver
@@ -73,7 +78,8 @@ class HealthMonitor:
     def tasks(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task]:
         """Start the update pumps and the health loops (after a first `refresh_reports`)."""
         tasks = [loop.create_task(self._pump(link)) for link in self.links]
-        return tasks + [loop.create_task(self._health_loop(i)) for i in range(len(self.links))]
+        tasks += [loop.create_task(self._health_loop(i)) for i in range(len(self.links))]
+        return tasks + [loop.create_task(self._report_loop(i)) for i in range(len(self.links))]
 
     async def _timed_report(self, link: ZoneLink) -> tuple[float, dict, float]:
         sent = self.now()
@@ -91,8 +97,11 @@ class HealthMonitor:
             self._offset_at[zi] = received
 
     async def refresh_reports(self) -> None:
-        """Check every zone once."""
+        """Check every zone once, and read its load."""
         await asyncio.gather(*(self._check(i) for i in range(len(self.links))))
+        for zi, report in enumerate(self.reports):
+            if report is not None:
+                self._apply(zi, report, report["report_s"] - self.clock_offset_s[zi])
 
     async def _check(self, zi: int) -> None:
         link, health, zv = self.links[zi], self.health[zi], self.view.zones[zi]
@@ -116,14 +125,49 @@ class HealthMonitor:
             self._fail_zone(zi, keep=report["incarnation"], cancel=False)
         self._learn_offset(zi, asked, report, answered)
         self.reports[zi] = report
-        apply_load_report(
-            zv, report["outstanding"], report["waiting"], report["kv_usage"], report["utilization"],
-            report["ttft_ewma_s"], asked,
-        )  # fmt: skip
         self.update_eligibility(zi, "report")
         if self.metrics is not None:
             age_s = max(0.0, self.now() - zv.report_s)
             self.metrics.observe_zone_report(zi, zv.up, zv.running, zv.waiting, zv.kv_usage, zv.utilization, age_s)
+
+    def _apply(self, zi: int, report: dict, report_s: float) -> None:
+        """A load report into the routing view (`report_s` on the gateway's clock)."""
+        apply_load_report(
+            self.view.zones[zi], report["outstanding"], report["waiting"], report["kv_usage"],
+            report["utilization"], report["ttft_ewma_s"], report_s,
+        )  # fmt: skip
+
+    def on_updates(self, zi: int, updates: list) -> None:
+        """Updates from zone `zi`: fresh load reports into the view, the rest to their requests."""
+        if any(update[0] == REPORT_ID for update in updates):
+            kept = []
+            for update in updates:
+                if update[0] != REPORT_ID:
+                    kept.append(update)
+                    continue
+                outstanding, waiting, kv_usage, utilization, ttft_ewma_s = update[2]
+                report_s = update[3] - self.clock_offset_s[zi]
+                zv = self.view.zones[zi]
+                apply_load_report(zv, outstanding, waiting, kv_usage, utilization, ttft_ewma_s, report_s)
+            updates = kept
+        if updates:
+            self.deliver(zi, updates)
+
+    async def _report_loop(self, zi: int) -> None:
+        """Every `report_tick_s`: the zone's load into the view (a check that fails leaves it as it was)."""
+        tick_s = self.report_tick_s
+        link = self.links[zi]
+        next_s = self.now()
+        while True:
+            next_s += tick_s
+            await asyncio.sleep(max(0.0, next_s - self.now()))
+            try:
+                report = await report_within(link, self.settings.check_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the health loop judges the zone; the view keeps its last report
+                continue
+            self._apply(zi, report, report["report_s"] - self.clock_offset_s[zi])
 
     def update_eligibility(self, zi: int, reason: str) -> None:
         zv = self.view.zones[zi]
@@ -142,7 +186,7 @@ class HealthMonitor:
             self.update_eligibility(zi, f"outlier: {reason}")
 
     async def _health_loop(self, zi: int) -> None:
-        interval = self.report_interval_s
+        interval = self.settings.check_interval_s
         while True:
             started = self.now()
             try:
@@ -188,7 +232,7 @@ class HealthMonitor:
                     self._fail_zone(zi, keep=incarnation)
                 link.incarnation = incarnation
             if updates:
-                self.deliver(zi, updates)
+                self.on_updates(zi, updates)
 
 
 def zone_down_figures(record, zi: int, now: float, health_log, failover_log, midstream_log) -> dict:

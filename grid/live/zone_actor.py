@@ -56,13 +56,15 @@ import uuid
 import warnings
 from collections.abc import Callable
 
-from grid.scenario import GpuProfile
+from grid.scenario import GpuProfile, Scenario
 from grid.serving.request import Request
 from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
 
 log = logging.getLogger(__name__)
 
 UPDATE_FIRST, UPDATE_TOKENS, UPDATE_DONE, UPDATE_FAILED = 0, 1, 2, 3
+UPDATE_REPORT = 4  # fresh reports: (REPORT_ID, UPDATE_REPORT, load_fields(now), now, 0.0)
+REPORT_ID = -1  # the id slot of a report update (request ids are positive)
 ADMITTED, BUSY, DOWN = 0, 1, 2  # submit answers: taken; refused (queue full, too large); zone down
 NOTIFY_NONE, NOTIFY_STREAM, NOTIFY_FIRST = 0, 1, 2  # which updates a request gets (True/False still work)
 MAX_CONCURRENCY = 256  # submit, poll, report, cancel run concurrently on the actor's event loop
@@ -89,6 +91,14 @@ def _resolve(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
+def zone_actor_args(scenario: Scenario, zone_id: str, stream_interval_s: float) -> tuple[tuple, dict]:
+    """The constructor arguments of zone `zone_id`'s actor, as the scenario resolves them (for Ray's
+    `.remote(*args, **kwargs)` and for an in-process actor alike)."""
+    spec = scenario.zones[zone_id]
+    args = (zone_id, spec.region, scenario.gpus[spec.gpu], spec.replicas, spec.max_queue, stream_interval_s)
+    return args, {"fresh_reports": scenario.routing.report_interval_s <= 0}
+
+
 class ZoneActor:
     """Wrapped with `ray.remote(num_cpus=0, max_concurrency=...)` by grid.live.cluster."""
 
@@ -101,10 +111,14 @@ class ZoneActor:
         max_queue: int,
         stream_interval_s: float,
         clock: Callable[[], float] = time.monotonic,
+        fresh_reports: bool = False,
     ) -> None:
         self.zone_id = zone_id
         self.region = region
         self.zone = Zone(profile, replicas, max_queue)
+        # The scenario's report interval is 0: the zone's load goes out with its updates after every
+        # admission and every event of its model, as the simulator refreshes the router's view.
+        self.fresh_reports = fresh_reports
         self.stream_interval_s = stream_interval_s
         self._clock = clock  # monotonic seconds: the only clock the actor reads
         self._t0 = clock()
@@ -166,6 +180,8 @@ class ZoneActor:
             self._advance(t)  # the model must be current before it takes new work
             request = Request(rid, population, prompt, output, t)
             if zone.admit(request, t):
+                if self.fresh_reports:
+                    self._push_report(t)
                 self._requests[rid] = request
                 if notify == NOTIFY_FIRST:
                     self._first_only.add(rid)
@@ -224,17 +240,17 @@ class ZoneActor:
         self._advance(now)
         zone = self.zone
         zone._account(now)  # bring the time integrals up to now
-        capacity = zone.kv_cache_tokens * zone.replicas
+        outstanding, waiting, kv_usage, utilization, ttft_ewma_s = self._load(now)
         return {
             "zone": self.zone_id,
             "region": self.region,
             "up": zone.up,
-            "outstanding": zone.in_system,
-            "waiting": zone.queued,
-            "running": zone.in_system - zone.queued,
-            "kv_usage": zone.kv_used / capacity if capacity else 0.0,
-            "utilization": zone.utilization(now),
-            "ttft_ewma_s": zone.ttft_ewma_s,
+            "outstanding": outstanding,
+            "waiting": waiting,
+            "running": outstanding - waiting,
+            "kv_usage": kv_usage,
+            "utilization": utilization,
+            "ttft_ewma_s": ttft_ewma_s,
             "slow_factor": zone.slow_factor,
             "report_s": now,
             "received": self.received,
@@ -288,6 +304,22 @@ class ZoneActor:
         if self._wake is not None:
             _resolve(self._wake)
 
+    def _load(self, now: float) -> tuple[int, int, float, float, float]:
+        """What a load report says: outstanding, waiting, KV usage, utilization, zone TTFT."""
+        zone = self.zone
+        capacity = zone.kv_cache_tokens * zone.replicas
+        kv_usage = zone.kv_used / capacity if capacity else 0.0
+        return zone.in_system, zone.queued, kv_usage, zone.utilization(now), zone.ttft_ewma_s
+
+    def _push_report(self, now: float) -> None:
+        """A fresh report with the next updates: it replaces one still waiting (only the latest counts)."""
+        outbox = self._outbox
+        if outbox and outbox[-1][0] == REPORT_ID:
+            outbox.pop()
+        outbox.append((REPORT_ID, UPDATE_REPORT, self._load(now), now, 0.0))
+        if self._poll_waiter is not None:
+            _resolve(self._poll_waiter)
+
     # --- the loop ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -295,7 +327,10 @@ class ZoneActor:
         interval = self.stream_interval_s
         while True:
             now = self._now()
+            internal = self.fresh_reports and self.zone.next_event_time() <= now  # a model event is due
             self._advance(now)
+            if internal:
+                self._push_report(now)
             if self._streaming:
                 if now >= self._next_tick:
                     self._stream_tick(now)

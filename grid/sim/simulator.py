@@ -27,7 +27,7 @@ from grid.demand.arrivals import ArrivalChunk, DemandModel, poisson_arrivals, si
 from grid.dispatch.core import BUSY, DOWN, FAILED_ATTEMPT, Attempts, Dispatch, client_times
 from grid.dispatch.recording import RecordsSink, StatsSink
 from grid.dispatch.reports import apply_load_report
-from grid.dispatch.settings import DispatchSettings, build_view
+from grid.dispatch.settings import DispatchSettings, build_view, report_tick_s
 from grid.dispatch.sinks import Outcome, Sink, Sinks
 from grid.faults import LINK_DELAY, PARTITION, ZONE_DOWN, ZONE_SLOW, ZONE_UP, NetworkState, fault_timeline
 from grid.report import Report, ZoneFigures, build_report
@@ -40,7 +40,6 @@ from grid.stats import RunStats
 from grid.world import build_world
 
 INF = math.inf
-UTILIZATION_WINDOW_S = 1.0
 _DELIVER, _ZONE, _FAULT, _REPORT, _HEDGE, _RETRY, _TICK, _END = 0, 1, 2, 3, 4, 5, 6, 7
 
 Arrivals = Callable[[np.random.Generator], Iterable[ArrivalChunk]]
@@ -361,9 +360,9 @@ class _Run:
             if action.at_s <= end_s:
                 heappush(heap, (action.at_s, seq(), _FAULT, action))
         # Load reports every interval; with fresh reports, every event refreshes its zone and the
-        # tick (UTILIZATION_WINDOW_S) keeps the decaying utilization of quiet zones current.
+        # tick (`report_tick_s`) keeps the decaying utilization of quiet zones current.
         interval_s = sim.settings.report_interval_s
-        heappush(heap, (0.0, seq(), _REPORT, interval_s if not fresh else UTILIZATION_WINDOW_S))
+        heappush(heap, (0.0, seq(), _REPORT, report_tick_s(interval_s)))
         if self.sinks.wants("tick"):
             heappush(heap, (0.0, seq(), _TICK, None))
         hedge_delay = dispatch.hedge_delay_s if dispatch.hedging else None

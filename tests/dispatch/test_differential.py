@@ -3,7 +3,8 @@
 
 For every registered policy and a user policy, on a world with an SLO, a tariff, full queues (so
 retries), a slowed zone, a partition and prompts over the context, each request's sequence of
-(attempt zone, retry, hedge, outcome) must be the same in both drivers.
+(attempt zone, retry, hedge, outcome) must be the same in both drivers, with load reports every
+0.5 s and with fresh ones (the scenario's 0, which the zone actors push with their updates).
 
 Network jitter is off: the two drivers draw it from different random streams (same distribution).
 A `zone_down` fault kills a Ray actor live, which an in-process zone cannot show: the world has a
@@ -21,7 +22,7 @@ from grid.dispatch.sinks import Sink
 from grid.live.cluster import ZoneHandles
 from grid.live.gateway import GatewaySettings, GridGateway
 from grid.live.openai_api import ApiError, CompletionRequest
-from grid.live.zone_actor import ZoneActor
+from grid.live.zone_actor import ZoneActor, zone_actor_args
 from grid.live.zone_link import LocalZone
 from grid.routing.registry import POLICIES
 from grid.scenario import load_scenario
@@ -36,7 +37,7 @@ DURATION_S = 12.0
 USER_POLICY = "tests.routing.user_policy:FarthestFirst"
 
 
-def scenario():
+def scenario(report_interval_s: float = 0.5):
     return load_scenario(
         str(SMALL_SCENARIO),
         {
@@ -49,7 +50,7 @@ def scenario():
             "demand.rate_rps": 45,
             "demand.start_utc": "2026-06-01T17:00:00Z",  # the tariff's evening peak in Europe
             "slo.ttft_s": 0.5,
-            "routing.report_interval_s": 0.5,
+            "routing.report_interval_s": report_interval_s,
             "faults": [
                 {"at_s": 3, "kind": "zone_slow", "zone": "frankfurt-2", "factor": 4, "duration_s": 4},
                 {"at_s": 5, "kind": "partition", "population": "dallas", "region": "mexico", "duration_s": 4},
@@ -109,9 +110,8 @@ async def _live(s, policy: str, seed: int, requests) -> DecisionLog:
     world = build_world(s)
     actors = []
     for zone_id in world.zone_ids:
-        spec = s.zones[zone_id]
-        actor = ZoneActor(zone_id, spec.region, s.gpus[spec.gpu], spec.replicas, spec.max_queue, 0.02, clock=loop.time)
-        actors.append(LocalZone(actor))
+        args, kwargs = zone_actor_args(s, zone_id, 0.02)
+        actors.append(LocalZone(ZoneActor(*args, **kwargs, clock=loop.time)))
     handles = ZoneHandles(actors, list(world.zone_ids), [s.zones[z].region for z in world.zone_ids], False)
     gateway = GridGateway(s, handles, GatewaySettings(policy=policy, seed=seed), clock=loop.time)
     log = DecisionLog()
@@ -144,9 +144,10 @@ def live(s, policy: str, seed: int, requests) -> DecisionLog:
         loop.close()
 
 
+@pytest.mark.parametrize("report_interval_s", [0.0, 0.5], ids=["fresh-reports", "reports-every-0.5s"])
 @pytest.mark.parametrize("policy", [*POLICIES, USER_POLICY])
-def test_live_dispatch_decides_as_the_simulator(policy):
-    s = scenario()
+def test_live_dispatch_decides_as_the_simulator(policy, report_interval_s):
+    s = scenario(report_interval_s)
     seed = 5
     requests = arrivals(s, seed)
     assert len(requests) > 400
