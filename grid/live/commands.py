@@ -20,18 +20,26 @@ def _arg(args, name: str, default=None):
     return default if value is None else value
 
 
+def run_overrides(args) -> dict:
+    """`--set FIELD=VALUE` pairs, with `--policy` and `--seed` as the scenario fields they override."""
+    overrides = dict(_arg(args, "overrides", []))
+    if _arg(args, "policy") is not None:
+        overrides["routing.policy"] = args.policy
+    if _arg(args, "seed") is not None:
+        overrides["seed"] = args.seed
+    return overrides
+
+
 def up(args) -> int:
     """Serve the live grid on HOST:PORT until SIGINT/SIGTERM, then stop Ray cleanly."""
     from grid.live.server import build_live_grid, run_async, uvicorn_server
 
-    scenario = load_scenario(_arg(args, "scenario", DEFAULT_SCENARIO), dict(_arg(args, "overrides", [])))
+    scenario = load_scenario(_arg(args, "scenario", DEFAULT_SCENARIO), run_overrides(args))
     host, port = _arg(args, "host", "127.0.0.1"), int(_arg(args, "port", 8000))
     from grid.live.security import parse_api_keys
 
     settings = GatewaySettings(
-        policy=_arg(args, "policy"),
         default_population=_arg(args, "default_population"),
-        seed=_arg(args, "seed"),
         admin_token=os.environ.get("GRID_ADMIN_TOKEN") or None,  # unset: no admin endpoints
         api_keys=parse_api_keys(os.environ.get("GRID_API_KEYS")),  # unset: inference is open
     )

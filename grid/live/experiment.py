@@ -75,7 +75,10 @@ def run_live(
     schedule = arrival_schedule(scenario, duration_s, rate_scale, seed)
     started = time.monotonic()
     grid = build_live_grid(
-        scenario, GatewaySettings(policy=policy, seed=seed), stream_interval_s=stream_interval_s, num_cpus=2
+        with_policy_and_seed(scenario, policy, seed),
+        GatewaySettings(),
+        stream_interval_s=stream_interval_s,
+        num_cpus=2,
     )
     try:
         return run_async(
@@ -131,6 +134,12 @@ async def _run_live(
     finally:
         server.should_exit = True
         await server_task
+
+
+def with_policy_and_seed(scenario: Scenario, policy: str | None, seed: int) -> Scenario:
+    """The scenario as one run of it: its policy (unless `policy` names another) and `seed`."""
+    routing = scenario.routing if policy is None else scenario.routing.model_copy(update={"policy": policy})
+    return scenario.model_copy(update={"routing": routing, "seed": seed})
 
 
 def run_simulated(scenario: Scenario, policy: str | None, duration_s: float, rate_scale: float, seed: int) -> Report:

@@ -62,11 +62,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """The gateway's own knobs; the scenario gives the world, the policy and the SLOs."""
+    """The gateway's own knobs; the scenario gives the world, the policy, the seed, the routing rules
+    and the SLOs (`--policy`/`--seed` on the command line are scenario overrides)."""
 
-    policy: str | None = None  # None: the scenario's routing.policy
-    default_population: str | None = None  # None: the scenario's first population
-    seed: int | None = None  # None: the scenario's seed
+    default_population: str | None = None  # for requests that name none; None: the scenario's first
     poll_wait_s: float = 1.0  # long-poll timeout of the per-zone update stream
     report_timeout_s: float = 2.0  # zone_figures(): a zone that does not report within this is unreachable
     retry_after_s: float = 1.0

@@ -66,8 +66,8 @@ class GatewayState:
         if list(zones.zone_ids) != list(self.world.zone_ids):
             raise ValueError("zone actors do not match the scenario's zones")
         self.zones = zones
-        self.seed = scenario.seed if settings.seed is None else settings.seed
-        self.policy = make_policy(settings.policy or scenario.routing.policy, self.seed)
+        self.seed = scenario.seed
+        self.policy = make_policy(scenario.routing.policy, self.seed)
         self.network = NetworkState(self.world)
         self.dispatch_settings = DispatchSettings.from_scenario(scenario)
         self.view = build_view(scenario, self.world, self.dispatch_settings, self.network.rtt_s())

@@ -20,6 +20,7 @@ import pytest
 
 from grid.dispatch.sinks import Sink
 from grid.live.cluster import ZoneHandles
+from grid.live.experiment import with_policy_and_seed
 from grid.live.gateway import GatewaySettings, GridGateway
 from grid.live.openai_api import ApiError, CompletionRequest
 from grid.live.zone_actor import ZoneActor, zone_actor_args
@@ -113,7 +114,7 @@ async def _live(s, policy: str, seed: int, requests) -> DecisionLog:
         args, kwargs = zone_actor_args(s, zone_id, 0.02)
         actors.append(LocalZone(ZoneActor(*args, **kwargs, clock=loop.time)))
     handles = ZoneHandles(actors, list(world.zone_ids), [s.zones[z].region for z in world.zone_ids], False)
-    gateway = GridGateway(s, handles, GatewaySettings(policy=policy, seed=seed), clock=loop.time)
+    gateway = GridGateway(with_policy_and_seed(s, policy, seed), handles, GatewaySettings(), clock=loop.time)
     log = DecisionLog()
     gateway.sinks.add(log)
     await gateway.start()

@@ -25,7 +25,8 @@ from grid.live.app import create_app
 from grid.live.cluster import ZoneHandles
 from grid.live.gateway import GatewaySettings
 from grid.live.text import count_tokens
-from grid.live.zone_actor import ZoneActor
+from grid.live.zone_actor import ZoneActor, zone_actor_args
+from grid.live.zone_link import LocalZone
 from grid.report import ZoneFigures, build_report
 from grid.routing.policies import Hedged, LatencyAware
 from grid.scenario import load_scenario
@@ -71,35 +72,17 @@ class NoBudget(HedgeToFrankfurt1):
 # --- the race, in process -------------------------------------------------------------------------
 
 
-class _Remote:
-    def __init__(self, method) -> None:
-        self._method = method
-
-    def remote(self, *args):
-        return asyncio.ensure_future(self._method(*args))
-
-
-class _LocalHandle:
-    """A ZoneActor in this process, called like a Ray actor handle."""
-
-    def __init__(self, actor: ZoneActor) -> None:
-        self._actor = actor
-
-    def __getattr__(self, name: str) -> _Remote:
-        return _Remote(getattr(self._actor, name))
-
-
 async def _local_grid(policy: type, body: dict, fault=None, slow: dict[int, float] | None = None):
     """One request through the real app on in-process zone actors; `fault(actors)` runs 0.15 s after
     it was sent. Returns (response, gateway, the zones' load reports once they have settled)."""
-    scenario = load_scenario(str(SMALL_SCENARIO))
+    scenario = load_scenario(str(SMALL_SCENARIO), {"routing.policy": f"{__name__}:{policy.__name__}"})
     world = build_world(scenario)
     actors = []
     for zone_id in world.zone_ids:
-        spec = scenario.zones[zone_id]
-        actors.append(ZoneActor(zone_id, spec.region, scenario.gpus[spec.gpu], spec.replicas, spec.max_queue, 0.01))
-    handles = ZoneHandles([_LocalHandle(a) for a in actors], list(world.zone_ids), [a.region for a in actors], False)
-    settings = GatewaySettings(policy=f"{__name__}:{policy.__name__}", request_timeout_s=10.0)
+        args, kwargs = zone_actor_args(scenario, zone_id, 0.01)
+        actors.append(ZoneActor(*args, **kwargs))
+    handles = ZoneHandles([LocalZone(a) for a in actors], list(world.zone_ids), [a.region for a in actors], False)
+    settings = GatewaySettings(request_timeout_s=10.0)
     app = create_app(scenario, handles, settings)
     gateway = app.state.gateway
     await gateway.start()

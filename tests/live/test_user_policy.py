@@ -9,8 +9,8 @@ from .conftest import SMALL_SCENARIO, serve
 
 
 def test_user_policy_routes_live_requests(ray_session):
-    settings = GatewaySettings(policy="tests.routing.user_policy:FarthestFirst")
-    with serve(load_scenario(str(SMALL_SCENARIO)), settings) as live:
+    scenario = load_scenario(str(SMALL_SCENARIO), {"routing.policy": "tests.routing.user_policy:FarthestFirst"})
+    with serve(scenario, GatewaySettings()) as live:
         body = {"model": live.model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
         # Berlin's zones by RTT: frankfurt-1/-2 (13.6 ms), then mexico-1 (165 ms): the farthest is mexico-1.
         r = live.client.post("/v1/chat/completions", json=body, headers={"X-Grid-Population": "berlin"})
