@@ -29,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from grid.cli import main as grid_main  # noqa: E402
 from grid.loadtest.cli import DEFAULT_SCENARIO, start_grid, stop_process  # noqa: E402
-from grid.loadtest.cli import main as loadtest  # noqa: E402
 from grid.scenario import load_scenario  # noqa: E402
 from loadtests.shapes import build_profile, read_records, simulate_profile  # noqa: E402
 
@@ -41,8 +41,8 @@ def _p(values, q):
 
 
 def moderate(host: str, scenario, scenario_path: str, rps: float, minutes: float, out: Path) -> dict:
-    code = loadtest(
-        ["--scenario", scenario_path, "--host", host, "--shape", "constant", "--minutes", str(minutes),
+    code = grid_main(
+        ["loadtest", "--scenario", scenario_path, "--host", host, "--shape", "constant", "--minutes", str(minutes),
          "--open-loop-rps", str(rps), "--drain-s", "10", "--out", str(out)]
     )  # fmt: skip
     records = read_records(sorted(out.glob("records-*.csv")))
@@ -78,8 +78,8 @@ def moderate(host: str, scenario, scenario_path: str, rps: float, minutes: float
 
 
 def ramp(host: str, scenario_path: str, rps: float, minutes: float, steps: int, out: Path) -> dict:
-    code = loadtest(
-        ["--scenario", scenario_path, "--host", host, "--shape", "step_ramp", "--minutes", str(minutes),
+    code = grid_main(
+        ["loadtest", "--scenario", scenario_path, "--host", host, "--shape", "step_ramp", "--minutes", str(minutes),
          "--open-loop-rps", str(rps), "--steps", str(steps), "--drain-s", "10", "--out", str(out)]
     )  # fmt: skip
     result = json.loads((out / "summary.json").read_text())["step_ramp"]

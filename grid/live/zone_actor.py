@@ -14,10 +14,9 @@ Transport (actor ↔ gateway), chosen for hundreds of requests/s on 2 cores:
   zone produced since the previous call (first tokens, token counts at stream ticks, completions,
   failures) as plain tuples, as soon as there is at least one.
 So actor calls scale with zones × stream ticks and with batches of arrivals, not with requests ×
-tokens. A per-request Ray streaming generator (`num_returns="streaming"`) costs one Ray object per
-yielded chunk — at 20 ms chunks, 50 objects/s per active request, i.e. ≈15k objects/s for 300
-concurrent streams, several times what Ray carries on this machine (≈3–4k calls/s); measured in
-benchmarks/RESULTS.md ("Live grid"), the multiplexed long-poll needs ≈1 call per zone per tick.
+tokens: a per-request Ray streaming generator would cost one Ray object per chunk per request, more
+than Ray carries here (benchmarks/RESULTS.md, "Live grid"). With fresh reports (a report interval of
+0), the zone's load goes out with its updates after every admission and model event.
 
 Time: the model's times, not the transport's. A submitted request carries the time it reaches the
 zone (`at_s`, on the actor's clock: the gateway's arrival + rtt/2, translated with its estimate of the

@@ -348,14 +348,3 @@ def format_step_ramp(r: dict) -> str:
     if not r["open_loop"]:
         lines.append("  (closed loop: the offered rate is nominal; use --open-loop-rps for a true ramp)")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m grid.loadtest.cli …` (the same as `grid loadtest …`)."""
-    from grid.cli import main as grid_main
-
-    return grid_main(["loadtest", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from grid.loadtest.cli import DEFAULT_SCENARIO, main, start_grid, stop_process
+from grid.cli import main as grid_main
+from grid.loadtest.cli import DEFAULT_SCENARIO, start_grid, stop_process
 from loadtests.shapes import read_records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def test_valid_open_loop_traffic_has_no_failures_and_reports_ttft_tpot(grid, tmp
     monkeypatch.setenv("GRID_ADMIN_TOKEN", token)
     out = tmp_path / "ok"
     args = ["--host", url, "--shape", "constant", "--minutes", "0.35", "--open-loop-rps", "5", "--drain-s", "5"]
-    code = main([*args, "--out", str(out)])
+    code = grid_main(["loadtest", *args, "--out", str(out)])
     rows = _rows(out)
     assert code == 0
     assert int(rows["POST"]["Request Count"]) > 50 and int(rows["POST"]["Failure Count"]) == 0
@@ -64,7 +65,7 @@ def test_failures_give_a_non_zero_exit_code(grid, tmp_path):
     url, _ = grid
     out = tmp_path / "bad"
     args = ["--host", url, "--shape", "constant", "--minutes", "0.12", "--users", "2", "--think-s", "0.2"]
-    code = main([*args, "--model", "no-such-model", "--out", str(out)])
+    code = grid_main(["loadtest", *args, "--model", "no-such-model", "--out", str(out)])
     rows = _rows(out)
     assert code != 0
     assert int(rows["POST"]["Failure Count"]) == int(rows["POST"]["Request Count"]) > 0
@@ -107,7 +108,7 @@ def test_outage_drill_fails_and_recovers_a_zone_through_the_admin_api(grid, tmp_
     monkeypatch.setenv("GRID_ADMIN_TOKEN", token)
     out = tmp_path / "drill"
     args = ["--host", url, "--shape", "outage_drill", "--minutes", "0.5", "--open-loop-rps", "4", "--drain-s", "5"]
-    main([*args, "--drill-zone", "frankfurt-1", "--out", str(out)])
+    grid_main(["loadtest", *args, "--drill-zone", "frankfurt-1", "--out", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["admin"]["zone_down frankfurt-1"]["failures"] == 0
     assert summary["admin"]["recover frankfurt-1"]["failures"] == 0
