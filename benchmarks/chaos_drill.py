@@ -32,11 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grid.demand.arrivals import ArrivalChunk  # noqa: E402
+from grid.dispatch.sinks import Sink  # noqa: E402
 from grid.live import drill  # noqa: E402
 from grid.live.gateway import GatewaySettings  # noqa: E402
 from grid.live.server import build_live_grid, serving  # noqa: E402
-from grid.routing.policy import Policy  # noqa: E402
-from grid.routing.registry import make_policy  # noqa: E402
 from grid.scenario import Fault, Scenario, load_scenario  # noqa: E402
 from grid.serving.request import ERROR, LENGTH, REJECTED, STOP  # noqa: E402
 from grid.sim.simulator import Simulation  # noqa: E402
@@ -196,23 +195,16 @@ def record_arrivals(gateway) -> list[Arrival]:
     return arrivals
 
 
-class _Watch(Policy):
-    """The scenario's policy, noting how each request ended: status, whether it had its first token,
-    when it arrived and when the client saw its end (replay time), and its last zone."""
+class _Watch(Sink):
+    """How each request ended: status, whether it had its first token, when it arrived, when its
+    client saw the end (replay time), and its last zone."""
 
-    def __init__(self, inner) -> None:
-        super().__init__()
-        self.inner = inner
-        self.name = inner.name
-        self.ended: dict[int, tuple[str, bool, float, float, int]] = {}
+    def __init__(self) -> None:
+        self.outcomes: dict[int, tuple[str, bool, float, float, int]] = {}
 
-    def choose(self, request, candidates, view) -> int:
-        return self.inner.choose(request, candidates, view)
-
-    def observe(self, request) -> None:
-        end_s = request.finish_s + (0.5 * request.rtt_s if request.status in (STOP, LENGTH) else 0.0)
-        self.ended[request.id] = (request.status, request.first_token_s >= 0.0, request.arrival_s, end_s, request.zone)
-        self.inner.observe(request)
+    def ended(self, request, outcome, now_s: float) -> None:
+        first = request.first_token_s >= 0.0
+        self.outcomes[request.id] = (outcome.status, first, request.arrival_s, now_s, outcome.zone)
 
 
 @dataclass(frozen=True)
@@ -265,14 +257,15 @@ def replay_in_simulator(
         output_tokens=np.array([a.output_tokens for a in arrivals]),
     )
 
-    watch = _Watch(make_policy(replayed.routing.policy, seed))
+    watch = _Watch()
     end_s = max([chunk.arrival_s[-1]] + [f.at_s + f.duration_s for f in faults]) + drain_s
-    report = Simulation(replayed, policy=watch, seed=seed, duration_s=float(end_s), arrivals=lambda rng: [chunk]).run()
+    sim = Simulation(replayed, seed=seed, duration_s=float(end_s), arrivals=lambda rng: [chunk], sinks=[watch])
+    report = sim.run()
     names = ("completed", "failed_midstream", "failed", "rejected", "failed_unary_after_first_token")
     counts = dict.fromkeys(names, 0)
     counts["detection_window_load"] = 0
     windows = [(zone_ids.index(k.zone), k.killed_at_s - t0 - k.detection_s, k.killed_at_s - t0) for k in kills]
-    for rid, (status, first, arrival_s, end_s, zone) in sorted(watch.ended.items()):
+    for rid, (status, first, arrival_s, end_s, zone) in sorted(watch.outcomes.items()):
         if ended is not None:
             ended.append((end_s, zone_ids[zone] if zone >= 0 else None, status))
         counts["detection_window_load"] += sum(zone == z and lo <= arrival_s < hi for z, lo, hi in windows)
