@@ -5,15 +5,22 @@
 - prompt + `max_tokens` must fit the context (400, as vLLM answers);
 - the answer length is decided up front: a draw from the scenario's output size distribution, capped
   by `max_tokens`/`max_completion_tokens` and the context (finish_reason "length" when capped, else
-  "stop"; `ignore_eos` makes it exactly `max_tokens`), seeded by the request's `seed` when it has one.
+  "stop"; `ignore_eos` makes it exactly `max_tokens`), seeded by the request's `seed` when it has one;
+- `stop` sequences then cut it (`apply_stop`): the answer's text is known before routing (`grid.live.text`
+  is prefix-stable), so the zone generates only the tokens before the first stop (finish_reason
+  "stop"), down to 0 tokens when the text starts with one (empty text, as vLLM answers). `ignore_eos`
+  does not disable stop sequences (vLLM: it ignores the end-of-sequence token only).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from grid.demand.arrivals import size_sampler
 from grid.live import openai_api as api
+from grid.live.text import stop_cut
 from grid.scenario import Scenario
 from grid.serving.request import LENGTH, STOP
 from grid.world import World
@@ -22,8 +29,20 @@ POPULATION_HEADER = "x-grid-population"
 SAMPLE_BLOCK = 1024
 
 
+def apply_stop(output_tokens: int, finish_reason: str, text_seed: int, stop: Sequence[str]) -> tuple[int, str]:
+    """(output tokens, finish reason) once the answer (`output_tokens` of text seeded `text_seed`)
+    is cut before its first stop sequence: unchanged when none occurs in it.
+
+    0 tokens is a valid answer: the serving model finishes such a request at its prefill (first and
+    last token at once), and the client gets empty content with finish_reason "stop"."""
+    cut = stop_cut(output_tokens, text_seed, stop)
+    return (output_tokens, finish_reason) if cut is None else (cut, STOP)
+
+
 class Intake:
     """Population lookup, context checks and answer lengths for one scenario."""
+
+    apply_stop = staticmethod(apply_stop)  # the gateway calls it as `self.intake.apply_stop`
 
     def __init__(self, scenario: Scenario, world: World, seed: int, default_population: str | None) -> None:
         self.world = world
@@ -79,6 +98,7 @@ class Intake:
     def check_token_limit(self, chat: bool, prompt_tokens: int, limit: int | None) -> None:
         """A prompt that fits, with a `max_tokens` that does not: the client's own bad input (400)."""
         what = "messages" if chat else "prompt"
+        # `limit` is bounded by the request's schema (≤ 2**63 − 1), so formatting it is cheap and safe.
         if limit is not None and prompt_tokens < self.context_tokens and prompt_tokens + limit > self.context_tokens:
             raise api.ApiError(
                 400,

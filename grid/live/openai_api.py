@@ -2,20 +2,121 @@
 
 Bodies are validated by pydantic from the raw bytes; a bad body is a **400** in OpenAI's error shape
 (`{"error": {"message", "type", "param", "code"}}`), as vLLM and SGLang answer, never FastAPI's 422.
-Unknown fields are ignored (clients send many). Integer and boolean fields are strict (`"max_tokens":
-true` or `"stream": "yes"` is a 400, not 1 or True), as OpenAI's API answers. `ignore_eos` (vLLM's
-extension, used by `vllm bench serve`) makes the answer exactly `max_tokens` long — the load
-generator uses it to replay a trace.
+Integer and boolean fields are strict (`"max_tokens": true` or `"stream": "yes"` is a 400, not 1 or
+True), as OpenAI's API answers. `ignore_eos` (vLLM's extension, used by `vllm bench serve`) makes the
+answer exactly `max_tokens` long — the load generator uses it to replay a trace.
+
+Honest semantics: a field is either served or refused, never silently dropped.
+- Served: `stop` (≤ 4 sequences of 1–256 characters; the answer is cut before the first, see
+  `grid.live.intake.apply_stop`), `seed`, `max_tokens`/`max_completion_tokens`, `stream`,
+  `stream_options.include_usage`, `ignore_eos`. Sampling knobs (`temperature`, `top_p`, penalties,
+  `logit_bias`) are accepted: the text is synthetic, so they have nothing to change.
+- Refused with 400 `unsupported_parameter` naming the field, unless the value asks for nothing:
+  `logprobs`/`top_logprobs`, `tools`/`tool_choice`/`functions`/`function_call`, `response_format`
+  other than text, audio output; on completions `echo`, `best_of` > 1, `suffix`.
+- Unknown fields are ignored (clients send many).
+Every number and list is bounded, so no input is ever formatted or walked at unbounded cost: integers
+fit int64 (token ids int32), at most 2,048 messages, and a number too long for the JSON parser (more
+than 4,300 digits) is a 400 naming its field, not an opaque "invalid JSON".
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # OpenAI's and vLLM's range for `seed`; bounds every integer
+MAX_TOKEN_ID = 2**31 - 1  # tokenizers hold token ids as int32
+MAX_STOP = 4  # OpenAI: "Up to 4 sequences where the API will stop generating further tokens"
+# Real stop sequences are short delimiters ("\n\n", "</answer>", "Observation:"); an engine checks each
+# one after every token over the last len(stop) characters, so a bound keeps that work per token small.
+MAX_STOP_CHARS = 256
+MAX_MESSAGES = 2048  # OpenAI and Azure OpenAI refuse more ("maximum length 2048")
+MAX_CONTENT_PARTS = 2048  # per message; clients send a handful (text, images), the same bound as messages
+# A token-id prompt longer than the model's context is refused by the context check (with the real
+# numbers); this static bound only caps validation, above any plausible context (1 Mi tokens).
+MAX_PROMPT_TOKEN_IDS = 1 << 20
+MAX_TOP_LOGPROBS = 20  # chat: OpenAI's range 0..20
+MAX_COMPLETION_LOGPROBS = 5  # completions: OpenAI's range 0..5
+JSON_MAX_DIGITS = 4300  # pydantic-core's JSON parser refuses longer numbers ("number out of range")
+
+UNSUPPORTED = "unsupported_parameter"
+
+TokenLimit = Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)]
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX, strict=True)]
+TokenId = Annotated[int, Field(ge=0, le=MAX_TOKEN_ID, strict=True)]
+
+
+def _refuse_unless(harmless: Callable[[Any], bool], why: str) -> AfterValidator:
+    """A validator refusing (`unsupported_parameter`) any value but the ones that ask for nothing."""
+
+    def check(value: Any) -> Any:
+        if value is not None and not harmless(value):
+            raise PydanticCustomError(UNSUPPORTED, "{why}", {"why": why})  # a template: braces stay out
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_stop(value: str | list[str] | None) -> str | list[str] | None:
+    """At most MAX_STOP sequences, each 1..MAX_STOP_CHARS characters (one clear message each)."""
+    stops = [value] if isinstance(value, str) else value or []
+    if len(stops) > MAX_STOP:
+        raise PydanticCustomError(
+            "too_long", "at most {max} stop sequences, got {n}", {"max": MAX_STOP, "n": len(stops)}
+        )
+    for stop in stops:
+        if not stop:
+            raise PydanticCustomError("string_too_short", "a stop sequence must not be empty")
+        if len(stop) > MAX_STOP_CHARS:
+            raise PydanticCustomError(
+                "string_too_long", "a stop sequence is at most {max} characters", {"max": MAX_STOP_CHARS}
+            )
+    return value
+
+
+_STOP_STRING_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
+Stop = Annotated[
+    str | Annotated[list[str], Field(fail_fast=True)] | None,
+    AfterValidator(_check_stop),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                _STOP_STRING_SCHEMA,
+                {"type": "array", "items": _STOP_STRING_SCHEMA, "maxItems": MAX_STOP},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+_NO_TOOLS = "the grid's synthetic answers never call a tool"
+NoTools = Annotated[
+    Annotated[list[dict[str, Any]], Field(fail_fast=True)] | None,
+    _refuse_unless(lambda v: not v, f"tool calling is not supported: {_NO_TOOLS}; send none"),
+]
+ToolChoice = Annotated[
+    Literal["none", "auto", "required"] | dict[str, Any] | None,
+    _refuse_unless(lambda v: v in ("none", "auto"), f'only "none" or "auto" is supported: {_NO_TOOLS}'),
+]
+FunctionCall = Annotated[
+    Literal["none", "auto"] | dict[str, Any] | None,
+    _refuse_unless(lambda v: v in ("none", "auto"), f'only "none" or "auto" is supported: {_NO_TOOLS}'),
+]
 
 
 class StreamOptions(BaseModel):
@@ -23,15 +124,20 @@ class StreamOptions(BaseModel):
     include_usage: bool = Field(default=False, strict=True)
 
 
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "json_object", "json_schema"]
+
+
 class _Common(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str
-    max_tokens: int | None = Field(default=None, ge=1, strict=True)
+    max_tokens: TokenLimit | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=1, strict=True)
-    stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, strict=True)
+    stop: Stop = None
+    seed: Int64 | None = None
     stream: bool = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -40,6 +146,13 @@ class _Common(BaseModel):
     @property
     def include_usage(self) -> bool:
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def stop_sequences(self) -> tuple[str, ...]:
+        """`stop` as a tuple (empty: no stop sequence)."""
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
 class ContentPart(BaseModel):
@@ -51,7 +164,7 @@ class ContentPart(BaseModel):
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: str | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS, fail_fast=True)] | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -61,9 +174,36 @@ class Message(BaseModel):
         return "".join(part.text for part in self.content)
 
 
+_NO_LOGPROBS = "the grid serves synthetic text, with no token probabilities"
+
+
 class ChatCompletionRequest(_Common):
-    messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES, fail_fast=True)
+    max_completion_tokens: TokenLimit | None = None
+    logprobs: Annotated[
+        bool | None, Field(strict=True), _refuse_unless(lambda v: not v, f"logprobs are not supported: {_NO_LOGPROBS}")
+    ] = None
+    top_logprobs: Annotated[
+        int | None,
+        Field(ge=0, le=MAX_TOP_LOGPROBS, strict=True),
+        _refuse_unless(lambda v: v == 0, f"top_logprobs are not supported: {_NO_LOGPROBS}; send 0 or omit it"),
+    ] = None
+    tools: NoTools = None
+    tool_choice: ToolChoice = None
+    functions: NoTools = None
+    function_call: FunctionCall = None
+    parallel_tool_calls: bool | None = Field(default=None, strict=True)  # no tools are ever called: no effect
+    response_format: Annotated[
+        ResponseFormat | None,
+        _refuse_unless(
+            lambda v: v.type == "text", "only the text response format is supported: answers are plain text"
+        ),
+    ] = None
+    modalities: Annotated[
+        Annotated[list[str], Field(max_length=8, fail_fast=True)] | None,
+        _refuse_unless(lambda v: set(v) <= {"text"}, 'only the "text" modality is supported'),
+    ] = None
+    audio: Annotated[dict[str, Any] | None, _refuse_unless(lambda v: False, "audio output is not supported")] = None
 
     @property
     def token_limit(self) -> int | None:
@@ -71,7 +211,30 @@ class ChatCompletionRequest(_Common):
 
 
 class CompletionRequest(_Common):
-    prompt: str | list[str] | list[int]
+    prompt: (
+        str
+        | Annotated[list[str], Field(max_length=MAX_PROMPT_TOKEN_IDS, fail_fast=True)]
+        | Annotated[list[TokenId], Field(max_length=MAX_PROMPT_TOKEN_IDS, fail_fast=True)]
+    )
+    # Any number asks for log probabilities (0: the sampled tokens' own), so only null is harmless.
+    logprobs: Annotated[
+        int | None,
+        Field(ge=0, le=MAX_COMPLETION_LOGPROBS, strict=True),
+        _refuse_unless(lambda v: False, f"logprobs are not supported: {_NO_LOGPROBS}; omit it"),
+    ] = None
+    echo: Annotated[
+        bool | None,
+        Field(strict=True),
+        _refuse_unless(lambda v: not v, "echo is not supported: answers never repeat the prompt"),
+    ] = None
+    best_of: Annotated[
+        int | None,
+        Field(ge=1, le=INT64_MAX, strict=True),
+        _refuse_unless(lambda v: v == 1, "best_of > 1 is not supported: one answer per request"),
+    ] = None
+    suffix: Annotated[
+        str | None, _refuse_unless(lambda v: not v, "suffix is not supported: answers are never inserted")
+    ] = None
 
     @field_validator("prompt")
     @classmethod
@@ -129,34 +292,138 @@ def parse_body(model: type[BaseModel], raw: bytes) -> Any:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise validation_error(exc.errors()) from None
+        errors = exc.errors()
+        if errors and errors[0].get("type") == "json_invalid" and "number out of range" in errors[0].get("msg", ""):
+            raise number_out_of_range(raw) from None
+        raise validation_error(errors) from None
 
 
 def validation_error(errors: list[dict[str, Any]]) -> ApiError:
+    errors = _relevant(errors)
     first = errors[0] if errors else {}
     param = ".".join(_field_path(first.get("loc", ()))) or None
     if first.get("type") == "json_invalid":
         return ApiError(400, f"The request body is not valid JSON: {first.get('msg', '')}", code="invalid_json")
-    message = "; ".join(
-        f"{'.'.join(_field_path(e.get('loc', ()))) or 'body'}: {e.get('msg', 'invalid')}" for e in errors[:5]
-    )
-    return ApiError(400, message, param=param, code="invalid_value")
+    lines = (f"{'.'.join(_field_path(e.get('loc', ()))) or 'body'}: {e.get('msg', 'invalid')}" for e in errors)
+    message = "; ".join(list(dict.fromkeys(lines))[:5])  # pydantic messages never echo the input
+    code = UNSUPPORTED if first.get("type") == UNSUPPORTED else "invalid_value"
+    return ApiError(400, message, param=param, code=code)
 
 
-_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+def _relevant(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The errors worth reporting: in a union, the members the input did not even have the type of
+    ("Input should be a valid string" for a list) are dropped when another member got further
+    (`prompt: [1, -1]` is about the token id, not about not being a string)."""
+    unions: dict[tuple, bool] = {}  # field path before the first type tag -> a member got past its type
+    for e in errors:
+        key = _union_of(e.get("loc", ()))
+        if key is not None:
+            unions[key] = unions.get(key, False) or not _type_mismatch(e)
+    return [e for e in errors if not (_type_mismatch(e) and unions.get(_union_of(e.get("loc", ())), False))]
+
+
+def _type_mismatch(error: dict[str, Any]) -> bool:
+    return str(error.get("type", "")).endswith("_type")  # string_type, list_type, int_type, dict_type, …
+
+
+def _is_tag(part: Any) -> bool:
+    """A union-member tag in a pydantic location (`str`, `list[str]`, `constrained-str`, `ContentPart`):
+    a type, not a field (the API's field names never hold `[` or `-` nor start with a capital)."""
+    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or "-" in part or part[:1].isupper())
+
+
+def _union_of(loc) -> tuple | None:
+    """The location up to its first union-member tag; None when it has none."""
+    for i, part in enumerate(loc):
+        if _is_tag(part):
+            return tuple(loc[:i])
+    return None
 
 
 def _field_path(loc) -> list[str]:
-    """A pydantic error location as the request's field path: `body` dropped, and cut at the first
-    union-member tag (`str`, `list[str]`, `ContentPart`, …), which names a type, not a field."""
-    path = []
-    for part in loc:
-        if part == "body":
-            continue
-        if isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or part[:1].isupper()):
-            break
-        path.append(str(part))
-    return path
+    """A pydantic error location as the request's field path: `body` and union-member tags dropped
+    (`("prompt", "list[int]", 2)` is `prompt.2`)."""
+    return [str(part) for part in loc if part != "body" and not _is_tag(part)]
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+_INTEGER_PART = re.compile(r"-?(\d*)")
+
+
+class _TooLong:
+    """Marks a number too long for pydantic-core's JSON parser."""
+
+
+def number_out_of_range(raw: bytes) -> ApiError:
+    """The 400 for a number of more than JSON_MAX_DIGITS digits, naming its field. The stdlib parser
+    finds it: its hooks get each number as text, which is measured, never converted."""
+
+    def number(text: str) -> object:  # called for every number: the regex only for long ones
+        return (
+            _TooLong if len(text) > JSON_MAX_DIGITS and len(_INTEGER_PART.match(text).group(1)) > JSON_MAX_DIGITS else 0
+        )
+
+    try:
+        path = _path_of(json.loads(raw, parse_int=number, parse_float=number), _TooLong)
+    except (ValueError, RecursionError):  # not JSON to the stdlib either (or too deep): no field to name
+        path = None
+    param = ".".join(path) if path else None
+    return ApiError(
+        400,
+        f"{param or 'body'}: number out of range (more than {JSON_MAX_DIGITS} digits)",
+        param=param,
+        code="invalid_value",
+    )
+
+
+def _path_of(document: Any, marker: object) -> list[str] | None:
+    """The path (keys and indices) of the first `marker` in a parsed JSON document, in document order.
+    Iterative (the document may nest as deep as the parser allows); a path is built only for it."""
+    if document is marker:
+        return []
+    if not isinstance(document, dict | list):
+        return None
+    path: list[str] = []
+    stack = [_children(document)]  # one iterator per open container; path holds the keys between them
+    while stack:
+        for key, child in stack[-1]:
+            if child is marker:
+                return [*path, str(key)]
+            if isinstance(child, dict | list):
+                path.append(str(key))
+                stack.append(_children(child))
+                break
+        else:  # this container holds none
+            stack.pop()
+            if stack:
+                path.pop()
+    return None
+
+
+def _children(container: dict | list):
+    return iter(container.items()) if isinstance(container, dict) else enumerate(container)
+
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def check_content_type(headers) -> None:
+    """415 unless the body is declared JSON (`application/json` or an `application/...+json` type;
+    parameters such as `charset` aside). No Content-Type at all is allowed (raw-bytes clients send
+    none); the media types a browser may send cross-site without a preflight (text/plain, form
+    encodings) are not JSON, so such a POST never reaches a model."""
+    value = headers.get("content-type")
+    if value is None:
+        return
+    media = value.split(";", 1)[0].strip().lower()
+    if media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise ApiError(
+        415,
+        f"Content-Type must be {JSON_MEDIA_TYPE}, not {value[:64]!r}.",
+        param="Content-Type",
+        code="unsupported_media_type",
+    )
 
 
 def model_not_found(model: str) -> ApiError:

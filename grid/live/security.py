@@ -2,7 +2,9 @@
 
 - `BodyLimit`: a pure ASGI middleware (wraps the app, same interface) that answers **413** in OpenAI's
   error shape when a request body exceeds `max_body_bytes` (1 MiB), from `Content-Length` or while
-  reading a chunked body — before any handler parses it.
+  reading a chunked body — before any handler parses it. Served by `grid.live.server.uvicorn_server`,
+  the HTTP protocol already refuses such bodies before the app starts (`grid.live.http_limits`, with
+  the head limits, read timeouts and the body budget); this stays for any other server of the app.
 - `ApiKeys`: optional inference keys (`Authorization: Bearer <key>`); none configured = open. A
   missing or wrong key is **401**; each key has a token bucket (`rate_rps`, `burst`) and a request
   over it is **429** `rate_limit_exceeded` with `Retry-After`. Keys are compared in constant time and

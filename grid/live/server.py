@@ -13,6 +13,7 @@ import uvicorn
 from grid.live.app import create_app
 from grid.live.cluster import ZoneHandles, start_ray, start_zone_actors, stop_ray, stop_zone_actors
 from grid.live.gateway import GatewaySettings
+from grid.live.http_limits import HttpLimits, uvicorn_options
 from grid.scenario import Scenario
 from grid.world import build_world
 
@@ -27,7 +28,8 @@ def freeze_heap() -> None:
     Profiled under benchmarks/gateway_overhead.py, CPython's collector took ≈25% of the gateway's
     CPU: every request allocates futures, tasks and dicts, and each older-generation collection
     walked the whole start-up heap. Reference counting frees almost everything a request allocates;
-    the collector only has to find cycles, and after this it looks at objects created since."""
+    the collector only has to find cycles, and after this it looks at objects created since. Full
+    collections, rarer still, are made every `gateway_state.FULL_GC_EVERY_S` by the gateway itself."""
     gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
@@ -94,9 +96,13 @@ def build_live_grid(
 GRACEFUL_SHUTDOWN_S = 10.0
 
 
-def uvicorn_server(app, host: str, port: int) -> uvicorn.Server:
-    """uvicorn turns SIGINT/SIGTERM into a graceful exit when it runs in the main thread."""
-    config = uvicorn.Config(
+def uvicorn_config(app, host: str, port: int, limits: HttpLimits | None = None) -> uvicorn.Config:
+    """The gateway's uvicorn settings, bounded at the edge (`grid.live.http_limits`) by `limits`, else
+    the app's own (`app.state.http_limits`, when its settings give some), else the defaults. Build every
+    server from it (`uvicorn_server`, or a `uvicorn.Server` subclass) so none goes unbounded."""
+    if limits is None:
+        limits = getattr(getattr(app, "state", None), "http_limits", None) or HttpLimits()
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -104,8 +110,13 @@ def uvicorn_server(app, host: str, port: int) -> uvicorn.Server:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # open streams must not hold a shutdown forever
+        **uvicorn_options(limits),
     )
-    return uvicorn.Server(config)
+
+
+def uvicorn_server(app, host: str, port: int, limits: HttpLimits | None = None) -> uvicorn.Server:
+    """uvicorn turns SIGINT/SIGTERM into a graceful exit when it runs in the main thread."""
+    return uvicorn.Server(uvicorn_config(app, host, port, limits))
 
 
 async def wait_started(server: uvicorn.Server, task: asyncio.Task, timeout_s: float = 30.0) -> None:

@@ -8,13 +8,19 @@ additive-free and honest: `count_tokens(text)` is what the gateway reports as `p
 every generated answer re-tokenizes to exactly its `completion_tokens`.
 
 Generated text is deterministic per seed: a sentence-shaped stream of short words (each ≤ 8 letters,
-one token with its leading space) and punctuation (one token each).
+one token with its leading space) and punctuation (one token each). It is **prefix-stable**: the
+answer of n tokens is the first n tokens of the answer of any m > n tokens (same seed). So a stop
+sequence can be found before the request is routed (`stop_cut`): the answer is cut to the tokens
+before it and the zone generates only those, as vLLM stops generating when it sees a stop string.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from itertools import accumulate
 
 TOKEN_RE = re.compile(r"\s*(?:\w{1,8}|[^\w\s])|\s+")
 
@@ -27,6 +33,7 @@ _PROSE = (
 )
 _WORDS = tuple(dict.fromkeys(w for w in _PROSE.split(" ") if len(w) <= 8))
 _SENTENCE_END = (".", ".", ".", "!", "?")
+_MARKS_SALT = 0x5E17E9CE  # seeds the sentence-end stream apart from the word stream
 
 
 def count_tokens(text: str) -> int:
@@ -43,16 +50,19 @@ CHAT_OVERHEAD_TOKENS = count_tokens(chat_template([("user", "")]))  # one user m
 
 
 def generate_pieces(n_tokens: int, seed: int) -> list[str]:
-    """`n_tokens` token strings whose concatenation is a well-formed text of exactly `n_tokens` tokens."""
-    rng = random.Random(seed)
-    words = rng.choices(_WORDS, k=n_tokens)
+    """`n_tokens` token strings whose concatenation is a well-formed text of exactly `n_tokens` tokens.
+
+    Prefix-stable (see the module docstring): words and sentence ends come from two random streams,
+    each consumed in text order, so no draw depends on `n_tokens`."""
+    words = random.Random(seed).choices(_WORDS, k=n_tokens)  # one draw per word, in order
+    marks = random.Random(seed ^ _MARKS_SALT)
     pieces: list[str] = []
     capital = True
     since_stop = 0
     for i in range(n_tokens):
         # Close a sentence every 6–14 words (a punctuation mark is one token), never as the first piece.
-        if since_stop >= 6 and i > 0 and pieces[-1][-1].isalnum() and rng.random() < 0.15:
-            pieces.append(rng.choice(_SENTENCE_END))
+        if since_stop >= 6 and i > 0 and pieces[-1][-1].isalnum() and marks.random() < 0.15:
+            pieces.append(marks.choice(_SENTENCE_END))
             capital = True
             since_stop = 0
             continue
@@ -63,6 +73,24 @@ def generate_pieces(n_tokens: int, seed: int) -> list[str]:
         pieces.append(word if i == 0 else " " + word)
         since_stop += 1
     return pieces
+
+
+def stop_cut(n_tokens: int, seed: int, stops: Sequence[str]) -> int | None:
+    """Tokens of the answer (`n_tokens`, `seed`) before its first stop sequence; None if none occurs.
+
+    The first stop is the first one *completed* as the text is generated (earliest end; on a tie the
+    one that starts first), as an engine checking its stop strings after every token finds it. The
+    answer is cut at a token boundary: a token that holds the start of the stop is dropped whole
+    (the client gets the whole tokens before the stop, never the stop itself)."""
+    if not stops or n_tokens <= 0:
+        return None
+    pieces = generate_pieces(n_tokens, seed)
+    text = "".join(pieces)
+    found = [(at + len(stop), at) for stop in stops if stop and (at := text.find(stop)) >= 0]
+    if not found:
+        return None
+    _, start = min(found)
+    return bisect_right(list(accumulate(map(len, pieces))), start)  # pieces that end at or before it
 
 
 def make_text(n_tokens: int, seed: int) -> str:

@@ -150,7 +150,7 @@ class Zone:
         busy time: a batching engine is never idle under load, it slows down."""
         batch = min(self.max_num_seqs, self.kv_cache_tokens // (request.prompt_tokens + request.output_tokens))
         return (
-            (request.output_tokens - 1) * (self._decode_base_s / batch + self._decode_per_seq_s)
+            max(0, request.output_tokens - 1) * (self._decode_base_s / batch + self._decode_per_seq_s)
             + self._prefill_per_token_s * request.prompt_tokens
             + self._prefill_base_s * request.prompt_tokens / self.max_num_batched_tokens
         )
