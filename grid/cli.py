@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--ray-address", help="join a Ray cluster (e.g. auto) instead of starting a local Ray")
     up.add_argument("--default-population", help="population of requests without an X-Grid-Population header")
+    up.add_argument(
+        "--drain-grace",
+        type=duration_arg,
+        dest="drain_grace_s",
+        metavar="SECONDS",
+        help="on SIGTERM/Ctrl-C, how long running requests may finish before they are ended (default 10)",
+    )
     up.set_defaults(run=_live("up"))
 
     demo = commands.add_parser("demo", help="run the live grid under a minute of load, beside the simulator")

@@ -1,8 +1,10 @@
 """The gateway's FastAPI app: OpenAI-compatible inference endpoints, health, metrics, dashboard, admin.
 
 `create_app(scenario, zones, settings)` builds the app (no import-time globals) over a `GridGateway`.
+The HTTP edge is bounded before the app runs (`grid.live.http_limits`: 431, 408, 413, 503).
 Per request: check the API key and its rate limit when keys are configured (401 / 429), the body
-size (413, `grid.live.security.BodyLimit`), validate the body (400 in OpenAI's shape), the model (404)
+size (413, `grid.live.security.BodyLimit`, a backstop for servers built without those limits), the
+content type (415), validate the body (400 in OpenAI's shape), the model (404)
 and the population (`grid.live.intake`), count the prompt tokens (`grid.live.text`), then hand it to
 `GridGateway.handle`. Errors always come in OpenAI's shape, never as a bare traceback page.
 
@@ -13,8 +15,10 @@ and a list of callbacks `app.state.on_request_end`, each called with a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from importlib import resources
 
 from fastapi import FastAPI, Request
@@ -23,6 +27,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from grid.live import openai_api as api
 from grid.live.admin import add_admin_routes
@@ -77,6 +82,37 @@ _ERROR_SCHEMA = {
 }
 
 
+CLIENT_CLOSED = 499  # nginx's status for a request whose client hung up (never delivered: logs only)
+
+
+async def unless_hung_up(request: Request, work: Awaitable[Response]) -> Response:
+    """Await `work` (the request's handling) unless the client hangs up first: then it is cancelled,
+    so the zone frees the request's slot and it ends once, as cancelled. A streamed answer watches
+    its client itself once it starts (Starlette's StreamingResponse); this covers the wait before it
+    and every non-streaming answer (F2: they used to run to the end and count as successes)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_hang_up(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    log.info("client hung up before its answer; request cancelled")
+    return Response(status_code=CLIENT_CLOSED)
+
+
+async def _hang_up(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def create_app(
     scenario: Scenario, zones: ZoneHandles, settings: GatewaySettings | None = None, registry=None
 ) -> FastAPI:
@@ -100,7 +136,9 @@ def create_app(
     gateway.metrics = app.state.metrics = GridMetrics(
         registry, scenario, policy=gateway.policy.name, hedging=gateway.hedging is not None
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    gateway.loop_lag.register(registry)
+    app.state.http_limits = settings.http_limits  # uvicorn_config reads it
+    app.add_middleware(BodyLimit, max_bytes=settings.http_limits.max_body_bytes)
 
     @app.exception_handler(api.ApiError)
     async def _api_error(_request: Request, exc: api.ApiError):
@@ -115,6 +153,11 @@ def create_app(
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return api.ApiError(exc.status_code, str(exc.detail), type_=kind).response()
 
+    @app.exception_handler(ClientDisconnect)
+    async def _client_disconnected(_request: Request, _exc: ClientDisconnect):  # expected: one line, no traceback
+        log.info("client disconnected while sending its request")
+        return Response(status_code=CLIENT_CLOSED)
+
     @app.exception_handler(Exception)
     async def _internal_error(_request: Request, exc: Exception):  # never a bare traceback page
         log.error("internal error: %s", type(exc).__name__)
@@ -127,7 +170,7 @@ def create_app(
         "required": False,
         "schema": {"type": "string", "enum": list(gateway.world.population_ids)},
     }
-    errors = {str(code): _ERROR_RESPONSE for code in (400, 401, 404, 413, 429, 503, 504)}
+    errors = {str(code): _ERROR_RESPONSE for code in (400, 401, 404, 408, 413, 415, 429, 431, 503, 504)}
     openapi_extra = {"parameters": [population_param]}
 
     def authorize(request: Request) -> None:
@@ -136,6 +179,7 @@ def create_app(
     async def accept(request: Request, schema):
         """Key check, body, model and population: what every inference endpoint does first."""
         authorize(request)
+        api.check_content_type(request.headers)
         body = api.parse_body(schema, await request.body())
         if body.model != gateway.model_name:
             raise api.model_not_found(body.model)
@@ -149,7 +193,7 @@ def create_app(
     async def chat_completions(request: Request):
         body, population = await accept(request, api.ChatCompletionRequest)
         prompt = chat_template([(m.role, m.text()) for m in body.messages])
-        return await gateway.handle(True, body, count_tokens(prompt), population)
+        return await unless_hung_up(request, gateway.handle(True, body, count_tokens(prompt), population))
 
     @app.post(
         "/v1/completions",
@@ -163,7 +207,7 @@ def create_app(
             prompt_tokens = len(prompt) if prompt and isinstance(prompt[0], int) else count_tokens(prompt[0])
         else:
             prompt_tokens = count_tokens(prompt)
-        return await gateway.handle(False, body, max(1, prompt_tokens), population)
+        return await unless_hung_up(request, gateway.handle(False, body, max(1, prompt_tokens), population))
 
     @app.get("/v1/models", responses={"401": _ERROR_RESPONSE})
     async def models(request: Request):
@@ -178,8 +222,14 @@ def create_app(
     @app.get("/health")
     async def health():
         up = sum(1 for zv in gateway.view.zones if zv.up)
-        body = {"status": "ok" if up else "unavailable", "zones_up": up, "zones": len(gateway.view.zones)}
-        return JSONResponse(body, status_code=200 if up else 503)
+        status = "draining" if gateway.draining else "ok" if up else "unavailable"
+        body = {
+            "status": status,
+            "zones_up": up,
+            "zones": len(gateway.view.zones),
+            "loop_lag_ms": round(gateway.loop_lag.last_lag_s * 1000, 1),  # the gateway's own stall
+        }
+        return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
     @app.get("/metrics")
     def metrics():  # a plain def: exposition runs in a worker thread, off the event loop

@@ -10,6 +10,12 @@ unless `require_region_resources=False`, which places those zones anywhere.
 Zone actors are asynchronous and mostly wait, so they take `num_cpus=0` and a `max_concurrency`.
 They restart when killed (`max_restarts=-1`, i.e. always; a live `zone_down` fault kills one): the
 new process is an empty zone (see grid.live.zone_actor, "Restarts").
+
+A private local instance listens on loopback only (issue #13, F7): its node IP is 127.0.0.1, and
+every Ray server then binds 127.0.0.1 (GCS, raylet's node and object managers, each worker's core
+worker, the dashboard agent's gRPC/HTTP/metrics ports, the runtime env agent, the autoscaler monitor's
+and dashboard head's metrics ports), as on macOS and Windows, where that is Ray's default. Nothing on
+another machine can reach it, nor join it. Connecting to a cluster leaves its binding alone.
 """
 
 from __future__ import annotations
@@ -46,18 +52,48 @@ class ZoneHandles:
     placed_by_region: bool
 
 
+LOOPBACK_IP = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def _loopback_node_ip_allowed():
+    """Ray replaces a loopback `_node_ip_address` with the machine's outward IP unless its
+    `ray_constants.ENABLE_RAY_CLUSTER` is off (services.resolve_ip_for_localhost, get_node_ip_address).
+    That flag is the env var RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER read once, when Ray is imported (off by
+    default on macOS and Windows), so it is switched off in the module for the time of `ray.init`
+    only. Ray's own processes are then told their node IP on their command lines."""
+    from ray._private import ray_constants
+
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved is None:
+            del ray_constants.ENABLE_RAY_CLUSTER
+        else:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
 def start_ray(ray_address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to a cluster (`auto`, `HOST:PORT`) or start a private local instance."""
+    """Connect to a cluster (`auto`, `HOST:PORT`, or `RAY_ADDRESS` when `ray_address` is None) or
+    start a private local instance bound to loopback."""
     if ray.is_initialized():
         return
     common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     # Ray runs workers at nice 15 by default; zone actors keep the model's clock and must not lose
     # the CPU to the gateway and the load generator (a cluster sets this at `ray start`).
     os.environ.setdefault("RAY_worker_niceness", "0")
-    if ray_address:
+    if ray_address or os.environ.get("RAY_ADDRESS"):  # ray.init reads RAY_ADDRESS when given no address
         ray.init(address=ray_address, **common)
-    else:
-        ray.init(num_cpus=num_cpus, **common)
+        return
+    with _loopback_node_ip_allowed():
+        ray.init(num_cpus=num_cpus, _node_ip_address=LOOPBACK_IP, **common)
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != LOOPBACK_IP:  # a Ray upgrade changed how the node IP is chosen
+        log.warning(
+            "the local Ray instance runs on node IP %s, not %s: it may listen beyond loopback", node_ip, LOOPBACK_IP
+        )
 
 
 def stop_ray() -> None:

@@ -30,18 +30,31 @@ def run_overrides(args) -> dict:
     return overrides
 
 
+SECRET_ENV_VARS = ("GRID_ADMIN_TOKEN", "GRID_API_KEYS")
+
+
+def take_secrets(environ=os.environ) -> tuple[str | None, str | None]:
+    """(admin token, API keys text) from `environ`, removed from it so no process started later
+    (Ray's GCS, raylet, workers) inherits them; an unset or empty variable reads None."""
+    admin_token, api_keys = (environ.pop(name, None) or None for name in SECRET_ENV_VARS)
+    return admin_token, api_keys
+
+
 def up(args) -> int:
     """Serve the live grid on HOST:PORT until SIGINT/SIGTERM, then stop Ray cleanly."""
-    from grid.live.server import build_live_grid, run_async, uvicorn_server
+    from grid.live.drain import DrainingServer
+    from grid.live.server import build_live_grid, run_async, uvicorn_config
 
     scenario = load_scenario(_arg(args, "scenario", DEFAULT_SCENARIO), run_overrides(args))
     host, port = _arg(args, "host", "127.0.0.1"), int(_arg(args, "port", 8000))
     from grid.live.security import parse_api_keys
 
+    admin_token, api_keys = take_secrets()  # before Ray starts: none of its processes inherits them
     settings = GatewaySettings(
         default_population=_arg(args, "default_population"),
-        admin_token=os.environ.get("GRID_ADMIN_TOKEN") or None,  # unset: no admin endpoints
-        api_keys=parse_api_keys(os.environ.get("GRID_API_KEYS")),  # unset: inference is open
+        admin_token=admin_token,  # unset: no admin endpoints
+        api_keys=parse_api_keys(api_keys),  # unset: inference is open
+        drain_grace_s=float(_arg(args, "drain_grace_s", GatewaySettings.drain_grace_s)),
     )
     grid = build_live_grid(scenario, settings, ray_address=_arg(args, "ray_address"))
     try:
@@ -51,13 +64,14 @@ def up(args) -> int:
             f"grid up: scenario {scenario.name} · policy {gateway.policy.name} · {len(grid.zones.actors)} zone actors "
             f"({placement}) · model {scenario.model.name}\n"
             f"  OpenAI API on http://{host}:{port}/v1 · zones http://{host}:{port}/grid/zones · "
-            f"metrics http://{host}:{port}/metrics · Ctrl-C to stop\n"
+            f"metrics http://{host}:{port}/metrics · Ctrl-C or SIGTERM drains ({settings.drain_grace_s:g} s), "
+            "then stops\n"
             f"  admin API {'on (GRID_ADMIN_TOKEN)' if settings.admin_token else 'off (set GRID_ADMIN_TOKEN)'} · "
             f"API keys {len(settings.api_keys) or 'off (set GRID_API_KEYS)'}",
             file=sys.stderr,
             flush=True,
         )
-        server = uvicorn_server(grid.app, host, port)  # uvicorn turns SIGINT/SIGTERM into a clean exit
+        server = DrainingServer(uvicorn_config(grid.app, host, port), gateway.drain, settings.drain_grace_s)
         run_async(server.serve())
     finally:
         grid.close()

@@ -16,7 +16,13 @@ the zone's clock), and every piece of the answer reaches the client rtt/2 after 
   (retrying requests ≤ max(`retry_budget_min`, `retry_budget_ratio` × requests in flight), the
   scenario's `routing.*`): the dispatch core's rule (`grid.dispatch.core`), as in the simulator.
 - **Deadlines**: every request ends by `request_timeout_s` (504 `deadline_exceeded`, or an error
-  event mid-stream); a backstop closes any request nobody is serving.
+  event mid-stream); a backstop closes any request nobody is serving. Attempt timeouts on a zone
+  do not count the gateway's own event-loop stalls (`grid.live.loop_lag`).
+- **Drain** (`drain`, on SIGTERM through `grid.live.drain`): nothing new is admitted (503
+  `shutting_down`), running requests get a grace period, then are stopped like a deadline (an error
+  event and `[DONE]` mid-stream, a 503 before).
+- **Hang-ups**: a client that goes away cancels its request (the app's `unless_hung_up`, or the
+  stream's own clean-up): the zone frees it and it ends once, as cancelled.
 - **Admission**: at most `max_in_flight` requests in the gateway (429 `gateway_overloaded`); zones
   have bounded queues (429 `overloaded` when every zone tried refused); 503 when no zone is up and
   reachable or every zone tried failed.
@@ -47,14 +53,16 @@ from grid.live import openai_api as api
 from grid.live import responses
 from grid.live.gateway_state import GatewayState
 from grid.live.health import HealthSettings
-from grid.live.responses import ABORT, UPDATE_DEADLINE
-from grid.live.security import MAX_BODY_BYTES
+from grid.live.http_limits import HttpLimits
+from grid.live.responses import ABORT, UPDATE_STOP
 from grid.live.zone_actor import ADMITTED, BUSY, NOTIFY_NONE, NOTIFY_STREAM, UPDATE_FAILED
 from grid.live.zone_link import TIMEOUT, expire
 from grid.serving.request import CANCELLED, ERROR, REJECTED
 from grid.serving.request import Request as GridRequest
 
-DEADLINE = "deadline"  # what `send` returns when the request's deadline passed while it waited
+STOPPED = "stopped"  # what `send` returns when the request had to end while it waited (deadline, drain)
+SHUTDOWN = "shutdown"  # why a request was stopped: the gateway is draining (else its deadline passed)
+DRAIN_POLL_S = 0.05
 REAP_AFTER_DEADLINE_S = 5.0  # a request still open this long after its deadline is closed (abort)
 
 log = logging.getLogger(__name__)
@@ -76,11 +84,12 @@ class GatewaySettings:
     request_timeout_s: float = 300.0  # per-request deadline (generous: a long answer at low load fits)
     max_in_flight: int = 4096  # requests inside the gateway at once; beyond: 429
     # security
+    drain_grace_s: float = 10.0  # on SIGTERM: running requests get this long to finish (grid up --drain-grace)
     admin_token: str | None = None  # None: the admin endpoints are not routed (404)
     api_keys: tuple[str, ...] = ()  # empty: inference is open
     api_key_rps: float = 50.0  # per key; 0 = unlimited
     api_key_burst: float = 100.0
-    max_body_bytes: int = MAX_BODY_BYTES
+    http_limits: HttpLimits = HttpLimits()  # the edge's HTTP limits (grid.live.http_limits)
 
 
 @dataclass
@@ -94,6 +103,7 @@ class _Live:
     incarnation: str | None = None  # of the zone actor that admitted it
     attempts: Attempts = field(default_factory=Attempts)  # zones tried, retries, why the last failed
     closed: bool = False
+    stopped_by: str = ""  # why it must end now: "deadline" or SHUTDOWN (`GridGateway.stop_request`)
     timers: list = field(default_factory=list)
     # hedging (grid.live.hedging): when a copy is due, the copy while it races
     hedge_at_s: float = -math.inf
@@ -137,9 +147,13 @@ class GridGateway(GatewayState):
     # --- one request ---------------------------------------------------------------------------
 
     async def handle(self, chat: bool, body, prompt_tokens: int, population: int) -> Response:
+        if self.draining:
+            raise self.draining_error()
         self.intake.check_token_limit(chat, prompt_tokens, body.token_limit)
         output, finish = self.intake.answer_length(prompt_tokens, body.token_limit, body.ignore_eos, body.seed)
         rid = self.last_id = self.last_id + 1
+        text_seed = body.seed if body.seed is not None else rid  # the answer's text is known before routing
+        output, finish = self.intake.apply_stop(output, finish, text_seed, body.stop_sequences)
         arrival = self.now()
         request = GridRequest(rid, population, prompt_tokens, output, arrival, finish)
         if not self.dispatch.arrive(request, arrival):  # over the context: ended, rejected
@@ -172,7 +186,6 @@ class GridGateway(GatewayState):
             if not live.closed:
                 self.abandon(live, ABORT)
             raise
-        text_seed = body.seed if body.seed is not None else rid
         response_id = ("chatcmpl-" if chat else "cmpl-") + f"{rid:x}{self._id_rng.getrandbits(48):012x}"
         if stream:
             writer = api.ChunkWriter(chat, response_id, self.created, self.model_name, body.include_usage)
@@ -198,8 +211,8 @@ class GridGateway(GatewayState):
         attempts = live.attempts
         while True:
             now = self.now()
-            if now >= live.deadline_s:
-                raise self.deadline_error(live)
+            if now >= live.deadline_s or live.stopped_by:
+                raise self.stop_error(live)
             # When the attempt leaves, on the model's clock: the first at the request's arrival (the
             # gateway's own handling is not the network's), a retry when it is decided.
             sent_s = request.arrival_s if not attempts.zones else now
@@ -218,8 +231,8 @@ class GridGateway(GatewayState):
                 sent = await self.hedging.race(live, zi, stream, sent_s)
             else:
                 sent = await self.send(live, live, zi, NOTIFY_STREAM if stream else NOTIFY_NONE, sent_s)
-            if sent == DEADLINE:
-                raise self.deadline_error(live)
+            if sent == STOPPED:
+                raise self.stop_error(live)
             if sent is not None:
                 headers, half, first = sent
                 return request.zone, headers, half, first
@@ -229,7 +242,7 @@ class GridGateway(GatewayState):
         at `sent_s`: the network, the submit, the admission and, when `notify` asks for updates, the
         first one. Returns (headers, half RTT, first update or None); None when the zone refused or
         failed it before that (recorded on `live`, the request, for its retries and error message);
-        DEADLINE when the request's deadline passed meanwhile."""
+        STOPPED when the request had to end meanwhile (its deadline, a drain)."""
         request = leg.request
         population = request.population
         request.zone = zi
@@ -254,7 +267,7 @@ class GridGateway(GatewayState):
         # per request). A timed-out or cancelled (a dropped hedge copy) future is done before the
         # zone's answer: if the zone admits the request after all, the link withdraws it.
         if wait_s > 0:
-            timer = asyncio.get_running_loop().call_later(wait_s, expire, future)
+            timer = self.loop_lag.call_later(wait_s, expire, future)  # the zone's time, not our stalls
             try:
                 answer, incarnation = await future
             except asyncio.CancelledError:  # answered just as the task was cancelled: withdraw an admission
@@ -274,8 +287,8 @@ class GridGateway(GatewayState):
             if notify == NOTIFY_NONE:
                 return headers, half, None
             first = await leg.queue.get()
-            if first[0] == UPDATE_DEADLINE:
-                return DEADLINE
+            if first[0] == UPDATE_STOP:
+                return STOPPED
             if first[0] != UPDATE_FAILED:
                 return headers, half, first
             leg.admitted = False
@@ -301,11 +314,16 @@ class GridGateway(GatewayState):
     def _deadline_passed(self, live: _Live) -> None:
         if live.closed:
             return
-        live.queue.put_nowait((UPDATE_DEADLINE, 0, -math.inf, -1.0))
-        if live.hedge is not None:  # a copy racing alone must stop waiting too
-            live.hedge.queue.put_nowait((UPDATE_DEADLINE, 0, -math.inf, -1.0))
+        self.stop_request(live, "deadline")
         loop = asyncio.get_running_loop()
         live.timers.append(loop.call_later(REAP_AFTER_DEADLINE_S, self._reap, live))
+
+    def stop_request(self, live: _Live, why: str) -> None:
+        """Tell whoever serves the request to end it now (`stop_error` says how)."""
+        live.stopped_by = live.stopped_by or why
+        live.queue.put_nowait((UPDATE_STOP, 0, -math.inf, -1.0))
+        if live.hedge is not None:  # a copy racing alone must stop waiting too
+            live.hedge.queue.put_nowait((UPDATE_STOP, 0, -math.inf, -1.0))
 
     def _reap(self, live: _Live) -> None:
         """Backstop: nobody served this request (its response was never started)."""
@@ -314,7 +332,13 @@ class GridGateway(GatewayState):
             log.warning("request %d: closed by the backstop after its deadline", live.request.id)
             self.abandon(live, ABORT)
 
-    def deadline_error(self, live: _Live) -> api.ApiError:
+    def stop_error(self, live: _Live) -> api.ApiError:
+        """End a stopped request (or one past its deadline) and say why: 503 when the gateway drains
+        (retry elsewhere), else 504."""
+        if live.stopped_by == SHUTDOWN:
+            self.counts["drained"] += 1
+            self.abandon(live, ERROR)
+            return self.draining_error()
         self._timed_out(live)
         return api.ApiError(
             504,
@@ -322,6 +346,33 @@ class GridGateway(GatewayState):
             type_="timeout_error",
             code="deadline_exceeded",
         )
+
+    def draining_error(self) -> api.ApiError:
+        return api.ApiError(
+            503,
+            "The gateway is shutting down; retry (another gateway will take the request).",
+            type_="service_unavailable",
+            code="shutting_down",
+            retry_after_s=self.settings.retry_after_s,
+        )
+
+    async def drain(self, grace_s: float) -> int:
+        """Graceful shutdown: admit nothing more (`draining`: 503 with Retry-After, /health says so),
+        give running requests `grace_s` to finish, then stop the rest (a stream ends with an error
+        event and `[DONE]`, a waiting answer with a 503). Returns how many were stopped."""
+        self.draining = True
+        deadline_s = self.now() + grace_s
+        while self.live and self.now() < deadline_s:
+            await asyncio.sleep(DRAIN_POLL_S)
+        stopped = list(self.live.values())
+        for live in stopped:
+            self.stop_request(live, SHUTDOWN)
+        deadline_s = self.now() + 1.0  # their handlers write the error and end them
+        while self.live and self.now() < deadline_s:
+            await asyncio.sleep(DRAIN_POLL_S)
+        if stopped:
+            log.warning("drain: %d request(s) still running after %g s were stopped", len(stopped), grace_s)
+        return len(stopped)
 
     def _timed_out(self, live: _Live) -> None:
         self.counts["deadline"] += 1

@@ -3,11 +3,13 @@
 Pure state (no I/O, no clock: every call takes `now`), one `ZoneHealth` per zone; the gateway feeds it
 and asks `eligible` before routing. Envoy's ideas, tuned for a 2-core loopback grid:
 
-- **Active checks**: the gateway asks every zone for its load report every `report_interval_s`
-  (0.1 s live) with a timeout (`check_timeout_s`). `unhealthy_checks` consecutive timeouts mean the
-  zone is unreachable: it is *ejected* and its in-flight requests are lost. An error that says the
-  actor died, or a report from a new incarnation of the actor (Ray restarted it: everything it held
-  is gone), ejects at once.
+- **Active checks**: the gateway asks every zone for its load report every `check_interval_s`
+  (0.1 s) with a timeout (`check_timeout_s`, not counting the gateway's own event-loop stalls:
+  `grid.live.loop_lag`). `unhealthy_checks` consecutive timeouts make the zone *suspected*: it is
+  ejected (no new requests) but what it holds keeps running, since a slow zone may still finish.
+  It is *dead* — its in-flight requests fail — after `dead_checks` consecutive timeouts, or at once
+  on an error that says the actor died, or on a report from a new incarnation of the actor (Ray
+  restarted it: everything it held is gone).
 - **Passive outlier ejection**: `consecutive_errors` request failures in a row (a zone that answers
   "down", fails admitted requests, or misses a deadline) eject the zone (Envoy's `consecutive_5xx`).
 - **Ejection time** grows with repeated ejections: `base_ejection_s × 2^(n−1)`, capped at
@@ -32,7 +34,8 @@ HEALTHY, EJECTED, HALF_OPEN = "healthy", "ejected", "half_open"
 class HealthSettings:
     check_interval_s: float = 0.1  # an active check of every zone this often (the load view has its own period)
     check_timeout_s: float = 0.6  # an active check (load report) slower than this is a failed check
-    unhealthy_checks: int = 2  # consecutive failed checks → unreachable (≈ 2 × 0.6 s worst case)
+    unhealthy_checks: int = 2  # consecutive failed checks → suspected: no new requests (≈ 1.2 s)
+    dead_checks: int = 8  # consecutive failed checks → dead: its in-flight requests fail (≈ 5 s)
     consecutive_errors: int = 5  # passive: request failures in a row → ejected (Envoy's default)
     base_ejection_s: float = 1.0
     max_ejection_s: float = 30.0
@@ -52,6 +55,7 @@ class ZoneHealth:
         self.ejections = 0  # consecutive ejections (reset when a half-open zone closes)
         self.ejections_total = 0
         self.failed_checks = 0
+        self.dead = False  # confirmed lost: what it held has been failed
         self.errors = 0  # consecutive request failures
         self.half_open_ok = 0
         self.last_reason = ""
@@ -66,6 +70,7 @@ class ZoneHealth:
         """A load report arrived. Returns True when it came from a new incarnation (a restart:
         the caller must fail what the old one held)."""
         self.failed_checks = 0
+        self.dead = False
         self.reachable = True
         self.reported_up = up
         restarted = self.incarnation is not None and incarnation != self.incarnation
@@ -82,22 +87,29 @@ class ZoneHealth:
         return restarted
 
     def check_failed(self, now: float, timeout: bool) -> bool:
-        """A check timed out (`timeout`) or errored. Returns True when the zone is now lost (its
-        in-flight requests should be failed)."""
+        """A check timed out (`timeout`: the zone may only be slow) or errored (its actor is gone).
+        Returns True when the zone is now dead (the caller fails its in-flight requests); a timed-out
+        zone is only suspected (ineligible) until `dead_checks` in a row."""
         if not timeout:
             return self.lost(now, "check error")
         self.failed_checks += 1
         if self.failed_checks >= self.settings.unhealthy_checks and self.reachable:
-            return self.lost(now, "check timeout")
+            self.reachable = False
+            self.eject(now, "check timeout")
+        if self.failed_checks >= self.settings.dead_checks and not self.dead:
+            self.dead = True
+            self.last_reason = "checks timed out"
+            return True
         return False
 
     def lost(self, now: float, reason: str) -> bool:
         """The zone's actor is gone (an actor error, a dead update stream). Returns True if it was
-        reachable until now."""
-        was = self.reachable
+        not already dead (its in-flight requests are to be failed)."""
+        was_dead = self.dead
         self.reachable = False
+        self.dead = True
         self.eject(now, reason)
-        return was
+        return not was_dead
 
     # --- passive ------------------------------------------------------------------------------
 
@@ -138,6 +150,7 @@ class ZoneHealth:
             "state": self.state,
             "eligible": self.eligible,
             "reachable": self.reachable,
+            "suspected": not self.reachable and not self.dead,
             "reported_up": self.reported_up,
             "ejections_total": self.ejections_total,
             "ejected_for_s": max(0.0, self.ejected_until - now) if self.state == EJECTED else 0.0,

@@ -7,8 +7,10 @@ interval, or, when it is 0 ("fresh"), from the reports each zone sends with its 
 admission and model event, plus a refresh of all zones every `UTILIZATION_WINDOW_S`, as the
 simulator does. Failed checks, a dead actor, a restarted actor
 (new incarnation) and consecutive request failures eject a zone (`grid.live.health`: outlier
-ejection, growing ejection time, half-open probation); a zone is routed to only while eligible, and
-requests in flight on a lost zone fail at once.
+ejection, growing ejection time, half-open probation); a zone is routed to only while eligible.
+Requests in flight on a zone fail only once it is dead (its actor errored or restarted, or its checks
+kept failing): a zone that is merely slow to answer is suspected and keeps serving what it holds.
+Check timeouts do not count the gateway's own event-loop stalls (`lag`, `grid.live.loop_lag`).
 
 It also learns each actor's clock offset from the report round trips (NTP-style): the gateway sends
 the zone-arrival time with the request on the zone's clock and delivers each update at (zone time it
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from grid.dispatch.reports import apply_load_report
 from grid.dispatch.settings import report_tick_s
 from grid.live.health import HealthSettings, ZoneHealth
+from grid.live.loop_lag import LoopLag
 from grid.live.zone_actor import REPORT_ID
 from grid.live.zone_link import ZoneLink, report_within
 from grid.routing.view import GridView
@@ -55,6 +58,7 @@ class HealthMonitor:
         now: Callable[[], float],
         deliver: Callable[[int, list], None],
         fail_admitted: Callable[[int, str | None, str | None], list[int]],
+        lag: LoopLag | None = None,
     ) -> None:
         self.view = view
         self.links = links
@@ -65,6 +69,7 @@ class HealthMonitor:
         self.now = now
         self.deliver = deliver
         self.fail_admitted = fail_admitted
+        self.lag = lag
         self.metrics: GridMetrics | None = None
         n = len(links)
         self.sent_total = [0] * n  # requests sent to each zone (the dispatch side counts them)
@@ -83,7 +88,7 @@ class HealthMonitor:
 
     async def _timed_report(self, link: ZoneLink) -> tuple[float, dict, float]:
         sent = self.now()
-        report = await report_within(link, self.settings.check_timeout_s)
+        report = await report_within(link, self.settings.check_timeout_s, self.lag)
         return sent, report, self.now()
 
     def _learn_offset(self, zi: int, sent: float, report: dict, received: float) -> None:
@@ -112,9 +117,12 @@ class HealthMonitor:
         except Exception as exc:
             timeout = isinstance(exc, TimeoutError)
             self.reports[zi] = None
+            was_reachable = health.reachable
             if health.check_failed(self.now(), timeout):
                 log.warning("zone %d: lost (%s)", zi, "checks timed out" if timeout else repr(exc))
                 self._fail_zone(zi, keep=None, cancel=True)
+            elif was_reachable and not health.reachable:
+                log.warning("zone %d: suspected (checks timed out): no new requests", zi)
             self.update_eligibility(zi, health.last_reason or "check failed")
             if self.metrics is not None:
                 self.metrics.set_zone_up(zi, False)
@@ -162,7 +170,7 @@ class HealthMonitor:
             next_s += tick_s
             await asyncio.sleep(max(0.0, next_s - self.now()))
             try:
-                report = await report_within(link, self.settings.check_timeout_s)
+                report = await report_within(link, self.settings.check_timeout_s, self.lag)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the health loop judges the zone; the view keeps its last report

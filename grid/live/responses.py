@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from grid.live.gateway import GridGateway, _Live
 
 ABORT = "abort"  # request status: the client went away (or nobody served it)
-UPDATE_DEADLINE = -1  # queue marker: the request's deadline passed
+UPDATE_STOP = -1  # queue marker: the request must end now (its deadline passed, or the gateway drains)
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ async def final_update(queue: asyncio.Queue) -> tuple:
     """The last update of a non-streaming request (done, failed, or its deadline)."""
     while True:
         item = await queue.get()
-        if item[0] in (UPDATE_DONE, UPDATE_FAILED, UPDATE_DEADLINE):
+        if item[0] in (UPDATE_DONE, UPDATE_FAILED, UPDATE_STOP):
             return item
 
 
@@ -138,8 +138,8 @@ async def complete(
     while True:
         item = await final_update(live.queue)
         kind, _, t_s, first_s = item
-        if kind == UPDATE_DEADLINE:
-            return gateway.deadline_error(live).response()
+        if kind == UPDATE_STOP:
+            return gateway.stop_error(live).response()
         if kind != UPDATE_FAILED:
             break
         # Nothing has reached the client: try another zone.
@@ -176,8 +176,8 @@ async def stream(gateway: GridGateway, live: _Live, writer: api.ChunkWriter, tex
                 item = await queue.get()
             kind, tokens, t_s, _ = item
             item = None
-            if kind == UPDATE_DEADLINE:
-                err = gateway.deadline_error(live)
+            if kind == UPDATE_STOP:
+                err = gateway.stop_error(live)
                 yield writer.error(err)
                 yield writer.DONE
                 return

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from grid.live.loop_lag import LoopLag
 from grid.live.zone_actor import ADMITTED, DOWN, ZoneActor
 
 MAX_SUBMITS_IN_FLIGHT = 1  # per zone (2 measured worse: more Ray calls, same wait)
@@ -77,12 +78,33 @@ class ZoneLink:
             self._sending -= 1
 
 
-async def report_within(link: ZoneLink, timeout_s: float) -> dict:
-    """A zone's load report, or TimeoutError. `asyncio.timeout`, not `wait_for`: Python 3.11's wait_for
-    swallows a cancellation when the report lands at the same moment, and a health loop that
-    swallowed `stop()`'s cancel would run on and hang the shutdown."""
-    async with asyncio.timeout(timeout_s):
-        return await link.actor.report.remote()
+async def report_within(link: ZoneLink, timeout_s: float, lag: LoopLag | None = None) -> dict:
+    """A zone's load report, or TimeoutError after `timeout_s` (not counting the gateway's own
+    stalls when `lag` is given: `LoopLag.call_later`).
+
+    The timer cancels the call; a cancellation of the caller itself is told apart by
+    `Task.cancelling()` and passes through (a health loop that swallowed `stop()`'s cancel would run
+    on and hang the shutdown — the reason Python 3.11's `wait_for` is not used)."""
+    report = asyncio.ensure_future(link.actor.report.remote())
+    timed_out: list[bool] = []
+
+    def time_out() -> None:
+        timed_out.append(True)
+        report.cancel()
+
+    if lag is not None:
+        timer = lag.call_later(timeout_s, time_out)
+    else:
+        timer = asyncio.get_running_loop().call_later(timeout_s, time_out)
+    try:
+        return await report
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if timed_out and not (task is not None and task.cancelling()):
+            raise TimeoutError(f"zone {link.index}: no report within {timeout_s:g} s") from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def expire(future: asyncio.Future) -> None:

@@ -33,14 +33,28 @@ def test_half_open_failure_ejects_again_for_longer():
     assert h.ejected_until == 3.3 + 3.0  # capped at max_ejection_s
 
 
-def test_check_timeouts_lose_the_zone_and_a_restart_ejects():
-    h = ZoneHealth(HealthSettings(unhealthy_checks=2))
+def test_check_timeouts_suspect_the_zone_then_confirm_it_dead_and_a_restart_ejects():
+    h = ZoneHealth(HealthSettings(unhealthy_checks=2, dead_checks=4))
     h.check_ok(True, "first", 0.0)
     assert not h.check_failed(0.6, timeout=True) and h.eligible
-    assert h.check_failed(1.2, timeout=True) and not h.eligible and not h.reachable
-    assert not h.check_failed(1.8, timeout=True)  # already lost: reported once
-    assert h.check_ok(True, "second", 2.0)  # a new incarnation: what the old one held is gone
-    assert h.state == EJECTED and h.reachable
+    assert not h.check_failed(1.2, timeout=True)  # suspected: no new requests, what it holds runs on
+    assert not h.eligible and not h.reachable and not h.dead and h.to_dict(1.2)["suspected"]
+    assert not h.check_failed(1.8, timeout=True)
+    assert h.check_failed(2.4, timeout=True) and h.dead  # dead: its requests fail, once
+    assert not h.check_failed(3.0, timeout=True)
+    assert h.check_ok(True, "second", 3.2)  # a new incarnation: what the old one held is gone
+    assert h.state == EJECTED and h.reachable and not h.dead
+
+
+def test_a_suspected_zone_that_answers_again_was_never_dead():
+    h = ZoneHealth(HealthSettings(unhealthy_checks=2, dead_checks=4))
+    h.check_ok(True, "a", 0.0)
+    h.check_failed(0.6, timeout=True)
+    h.check_failed(1.2, timeout=True)
+    assert not h.check_ok(True, "a", 1.5)  # same incarnation: nothing it held is lost
+    assert h.reachable and not h.dead
+    assert h.lost(2.0, "actor error") and h.dead  # an actor error is death at once
+    assert not h.lost(2.1, "actor error")  # reported once
 
 
 def test_actor_error_is_immediate_and_reported_down_is_not_an_outlier():
