@@ -155,11 +155,31 @@ class Outcome:
     output_tokens: int = 0
 
 
-def send_chat(user, population: str, prompt_tokens: int, output_tokens: int, model: str, seed: int) -> Outcome:
-    """POST one streamed chat completion with `user.client` (a FastHttpUser's) and report it."""
+def request_headers(population: str | None, api_key: str | None = None) -> dict[str, str]:
+    """The headers of a chat request: `X-Grid-Population` (None: no header, the target's default
+    population) and, with an API key, `Authorization: Bearer <key>`."""
+    headers = {"Accept": "text/event-stream"}
+    if population:
+        headers[POPULATION_HEADER] = population
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def send_chat(
+    user,
+    population: str,
+    prompt_tokens: int,
+    output_tokens: int,
+    model: str,
+    seed: int,
+    headers: dict[str, str] | None = None,
+) -> Outcome:
+    """POST one streamed chat completion with `user.client` (a FastHttpUser's) and report it.
+    `population` is the load test's (records, entries); `headers` default to `request_headers(population)`."""
     fire = user.environment.events.request.fire
     body = chat_body(model, prompt_tokens, output_tokens, seed)
-    headers = {POPULATION_HEADER: population, "Accept": "text/event-stream"}
+    headers = request_headers(population) if headers is None else headers
     sent = time.perf_counter()
     outcome = Outcome(population, "error", False)
     with user.client.post(

@@ -15,6 +15,10 @@ pass it the same way):
 | `GRID_USERS` | closed loop with a shape: users at the shape's peak (10) |
 | `GRID_GENERATORS` | open-loop generators, one per Locust worker (1) |
 | `GRID_SEED`, `GRID_MODEL` | arrivals seed (the scenario's), model name sent (the scenario's) |
+| `GRID_POPULATION_MAP` | JSON object: population → `X-Grid-Population` value, null: no header (own name) |
+| `GRID_API_KEY` | the target's API key, sent as `Authorization: Bearer <key>` (else `OPENAI_API_KEY`) |
+
+`grid loadtest` sets `GRID_MODEL` and `GRID_POPULATION_MAP` from the target (grid/loadtest/target.py).
 | `GRID_THINK_S` | closed-loop think time between a user's requests (0) |
 | `GRID_DRAIN_S` | open loop: time after the last arrival for answers to finish (15) |
 | `GRID_STEPS`, `GRID_CROWD_POPULATION`, `GRID_CROWD_FACTOR`, `GRID_DRILL_ZONE` | shape options |
@@ -23,7 +27,8 @@ pass it the same way):
 
 Each user sends streamed chat completions (`stream_options.include_usage`, `max_tokens` with
 `ignore_eos` so the answer is exactly the drawn length, a prompt of the drawn token count) with the
-header `X-Grid-Population`, and reports TTFT, ITL, TPOT and E2E as their own entries (loadtests/chat.py).
+header `X-Grid-Population` (see `GRID_POPULATION_MAP`), and reports TTFT, ITL, TPOT and E2E as their
+own entries (loadtests/chat.py).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +50,7 @@ from locust import FastHttpUser, constant, events, task
 
 from grid.demand.arrivals import size_sampler
 from grid.scenario import load_scenario
-from loadtests.chat import send_chat
+from loadtests.chat import request_headers, send_chat
 from loadtests.shapes import RECORD_FIELDS, SHAPES, build_profile, due_actions, make_load_test_shape
 
 log = logging.getLogger("grid.loadtest")
@@ -70,6 +75,8 @@ class Config:
     drill_zone: str | None = None
     admin_token: str | None = None
     records_dir: str | None = None
+    population_map: tuple = ()  # (population, header value or None), from GRID_POPULATION_MAP
+    api_key: str | None = field(default=None, repr=False)
 
     @property
     def open_loop(self) -> bool:
@@ -94,6 +101,10 @@ def load_config(env: dict[str, str]) -> Config:
     shape = get("GRID_SHAPE")
     if shape is not None and shape not in SHAPES:
         raise ValueError(f"GRID_SHAPE={shape!r}: known shapes are {', '.join(SHAPES)}")
+    population_map = json.loads(env["GRID_POPULATION_MAP"]) if env.get("GRID_POPULATION_MAP", "").strip() else {}
+    names = population_map.values() if isinstance(population_map, dict) else [0]
+    if not all(v is None or isinstance(v, str) for v in names):
+        raise ValueError("GRID_POPULATION_MAP must be a JSON object of populations to a name or null")
     rps = get("GRID_RPS", float)
     if rps is not None and not rps > 0:
         raise ValueError("GRID_RPS must be > 0")
@@ -115,7 +126,16 @@ def load_config(env: dict[str, str]) -> Config:
         drill_zone=get("GRID_DRILL_ZONE"),
         admin_token=get("GRID_ADMIN_TOKEN"),
         records_dir=get("GRID_RECORDS_DIR"),
+        population_map=tuple(population_map.items()),
+        api_key=get("GRID_API_KEY") or get("OPENAI_API_KEY"),
     )
+
+
+def population_headers(population_ids, config: Config) -> dict[str, dict[str, str]]:
+    """Each population's request headers: `X-Grid-Population` as GRID_POPULATION_MAP says (its own
+    name when the map does not mention it; no header for null) and the API key, if any."""
+    mapped = dict(config.population_map)
+    return {pid: request_headers(mapped.get(pid, pid), config.api_key) for pid in population_ids}
 
 
 def population_weights(scenario) -> dict[str, int]:
@@ -178,6 +198,7 @@ MODEL = CONFIG.model or SCENARIO.model.name
 SEED = SCENARIO.seed if CONFIG.seed is None else CONFIG.seed
 SIZES = size_sampler(SCENARIO.demand.sizes)
 RECORDS = Records(CONFIG.records_dir)
+HEADERS = population_headers(SCENARIO.populations, CONFIG)
 
 
 @events.test_start.add_listener
@@ -207,7 +228,9 @@ class PopulationUser(FastHttpUser):
         prompt, output = SIZES(self.rng, 1)
         sent_s = time.perf_counter() - RECORDS.t0
         seed = int(self.rng.integers(1 << 31))
-        outcome = send_chat(self, self.population, int(prompt[0]), int(output[0]), MODEL, seed)
+        outcome = send_chat(
+            self, self.population, int(prompt[0]), int(output[0]), MODEL, seed, HEADERS[self.population]
+        )
         RECORDS.add(sent_s, outcome)
 
 
@@ -286,7 +309,7 @@ def _build_module_classes() -> dict[str, type]:
     if CONFIG.open_loop:
         from loadtests.openloop import configure
 
-        out["OpenLoopUser"] = configure(profile, SIZES, MODEL, SEED, CONFIG.drain_s, RECORDS.add)
+        out["OpenLoopUser"] = configure(profile, SIZES, MODEL, SEED, CONFIG.drain_s, RECORDS.add, HEADERS)
     else:
         out.update(_user_classes())
     out["GridShape"] = _make_shape(profile)

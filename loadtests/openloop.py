@@ -55,6 +55,7 @@ class OpenLoopUser(FastHttpUser):
     seed = 0
     drain_s = 15.0
     record = None  # callable(t_s, outcome, late_s) or None
+    headers: dict = {}  # population → request headers (loadtests.chat.request_headers); missing: the default
 
     @task
     def replay(self) -> None:
@@ -90,7 +91,7 @@ class OpenLoopUser(FastHttpUser):
 
     def _one(self, at_s: float, late_s: float, population: str, prompt: int, output: int, seed: int) -> None:
         try:
-            outcome = send_chat(self, population, prompt, output, self.model, seed)
+            outcome = send_chat(self, population, prompt, output, self.model, seed, self.headers.get(population))
         except Exception as exc:  # never lose a request silently
             log.exception("open loop request failed: %r", exc)
             return
@@ -98,8 +99,10 @@ class OpenLoopUser(FastHttpUser):
             self.record(at_s, outcome, late_s)
 
 
-def configure(profile, sizes, model: str, seed: int, drain_s: float, record) -> type[OpenLoopUser]:
-    """A concrete open-loop user class for this run."""
+def configure(
+    profile, sizes, model: str, seed: int, drain_s: float, record, headers: dict | None = None
+) -> type[OpenLoopUser]:
+    """A concrete open-loop user class for this run (`headers`: population → request headers)."""
     return type(
         "OpenLoopUser",
         (OpenLoopUser,),
@@ -111,6 +114,7 @@ def configure(profile, sizes, model: str, seed: int, drain_s: float, record) -> 
             "seed": seed,
             "drain_s": drain_s if math.isfinite(drain_s) else 15.0,
             "record": staticmethod(record) if record else None,
+            "headers": dict(headers or {}),
             "__module__": __name__,
         },
     )

@@ -4,13 +4,22 @@
     grid loadtest --shape step_ramp --minutes 4 --host http://127.0.0.1:8000 --open-loop-rps 18 --out runs/ramp
     grid loadtest --shape outage_drill --minutes 3 --start-grid --users 12 --workers 2 --out runs/drill
 
-Runs `locust -f loadtests/locustfile.py --headless … --csv OUT/locust --html OUT/report.html
---exit-code-on-error 1` (with `--workers N`: one `--master` and N `--worker --master-host 127.0.0.1`
-processes), configured through the locustfile's GRID_* environment variables; `--start-grid` first
-starts `grid up` on a free loopback port (with a fresh GRID_ADMIN_TOKEN, which the outage drill
-uses) and stops it afterwards. Prints requests, failures and TTFT/TPOT/E2E p50/p99 from Locust's CSV;
-for a step ramp, the per-step figures, the knee where p99 TTFT breaks the SLO, and the simulator's
-knee and capacity for the same profile. Returns Locust's exit code.
+First asks the target for the model it serves (`GET /v1/models`) and its populations
+(`GET /grid/world`), and sends those (grid/loadtest/target.py): the scenario gives the load's shape,
+sizes and population mix, the target the names. With `--start-grid` the target is `grid up` of the
+same scenario, on a free loopback port (with a fresh GRID_ADMIN_TOKEN, which the outage drill uses),
+stopped afterwards. An unreachable target or a failing `/v1/models` is a CLI error (exit 2). The API
+key, if the target needs one, is `GRID_API_KEY` (else `OPENAI_API_KEY`).
+
+Then runs `locust -f loadtests/locustfile.py --headless … --csv OUT/locust --html OUT/report.html
+--exit-code-on-error 0` (with `--workers N`: one `--master` and N `--worker --master-host 127.0.0.1`
+processes), configured through the locustfile's GRID_* environment variables. Prints requests,
+failures and TTFT/TPOT/E2E p50/p99 from Locust's CSV; for a step ramp, the per-step figures, the knee
+where p99 TTFT breaks the SLO, and the simulator's knee and capacity for the same profile.
+
+Exit code: Locust's own when it failed (not 0), else 1 when the run's requests failed by the rule of
+grid/loadtest/verdict.py (more than 1% failed; a step ramp: more than 1% of its first step), with
+the failures by status and no knee, else 0.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ import urllib.request
 from pathlib import Path
 
 from grid.errors import GridInputError
+from grid.loadtest.target import Target, probe_target
+from grid.loadtest.verdict import Verdict, judge, top_failures
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -47,7 +58,11 @@ def add_loadtest_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--shape", choices=SHAPE_CHOICES, default="constant", help="load shape (default constant)")
     p.add_argument("--minutes", type=positive_float_arg, default=5.0, help="length of the shaped run (default 5)")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--host", help="URL of a running gateway, e.g. http://127.0.0.1:8000")
+    target.add_argument(
+        "--host",
+        help="URL of a running gateway or OpenAI-compatible server, e.g. http://127.0.0.1:8000; the model sent is "
+        "the one it serves (GET /v1/models); its API key, if it needs one: GRID_API_KEY or OPENAI_API_KEY",
+    )
     target.add_argument("--start-grid", action="store_true", help="start `grid up` on a loopback port for the run")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--users", type=int, help="closed loop: users at the shape's peak (default 10)")
@@ -59,7 +74,9 @@ def add_loadtest_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=8, help="step_ramp: number of steps (default 8)")
     p.add_argument("--drill-zone", help="outage_drill: the zone to fail (default: the scenario's first)")
     p.add_argument("--crowd-population", help="flash_crowd: the population that surges (default: the largest)")
-    p.add_argument("--model", help="model name to send (default: the scenario's)")
+    p.add_argument(
+        "--model", help="model name to send, one the target lists (default: the target's, from GET /v1/models)"
+    )
     p.set_defaults(run=run)
     return p
 
@@ -82,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
         if args.start_grid:
             host, grid_process = start_grid(args.scenario, args.overrides, token, out / "grid.log")
         else:
-            host = args.host.rstrip("/")
-        env = locust_env(args, token, out)
+            host = args.host
+        target = probe_target(host, scenario, args.model)  # exit 2 when it cannot answer
+        host = target.url
+        env = locust_env(args, token, out, target)
         timeout_s = args.minutes * 60 + args.drain_s + 180
         mode = f"closed loop {env['GRID_USERS']} users"
         if args.open_loop_rps:
@@ -91,22 +110,53 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"grid loadtest: {args.shape} · {args.minutes:g} min · "
             + mode
-            + f" · {host} · {args.workers or 'no'} workers · out {out}",
+            + f" · {host} · {args.workers or 'no'} workers · out {out}\n  "
+            + target.describe(),
             flush=True,
         )
-        code = run_locust(host, env, out, args.workers, timeout_s)
+        locust_code = run_locust(host, env, out, args.workers, timeout_s)
     finally:
         if grid_process is not None:
             stop_process(grid_process)
     summary = summarize(out / "locust_stats.csv")
+    summary["target"] = target.to_dict()
     print(format_summary(summary))
+    verdict = judge_run(scenario, args, out, summary)
+    summary["verdict"] = verdict.to_dict()
     if args.shape == "step_ramp":
-        ramp = analyze_step_ramp(scenario, args, out)
+        ramp = analyze_step_ramp(scenario, args, out, verdict, target)
         summary["step_ramp"] = ramp
         print(format_step_ramp(ramp))
+    code = locust_code or (1 if verdict.failed_run else 0)
+    summary["locust_exit_code"] = locust_code
     summary["exit_code"] = code
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    message = verdict.message()
+    if locust_code:
+        message += f"\ngrid loadtest: FAILED: Locust exited with code {locust_code}"
+    print(message, file=sys.stderr if code else sys.stdout, flush=True)
     return code
+
+
+def judge_run(scenario, args: argparse.Namespace, out: Path, summary: dict) -> Verdict:
+    """The run's verdict from its records (grid/loadtest/verdict.py): a step ramp is judged on its
+    first step (on all its requests if that step has none), any other shape on all its requests."""
+    from loadtests.shapes import build_profile, read_records
+
+    records = read_records(sorted(out.glob("records-*.csv")))
+    if args.shape == "step_ramp":
+        profile = build_profile(scenario, "step_ramp", args.minutes * 60, args.open_loop_rps or 1.0, n_steps=args.steps)
+        _, first_end, first_rps = profile.steps[0]
+        verdict = judge(records, first_end, f"the first step ({first_rps:.2f} req/s)")
+        if verdict.requests == 0:  # nothing answered in the first step: judge what there is
+            verdict = judge(records)
+    else:
+        verdict = judge(records)
+    verdict.top_errors = top_failures(out / "locust_failures.csv")
+    verdict.admin_failed = [name for name, e in summary.get("admin", {}).items() if e["failures"]]
+    if verdict.requests == 0:
+        verdict.note = summary.get("error") or "Locust sent nothing"
+    return verdict
 
 
 # --- the grid and Locust processes ---------------------------------------------------------------
@@ -160,7 +210,8 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
         log.close()
 
 
-def locust_env(args: argparse.Namespace, token: str, out: Path) -> dict[str, str]:
+def locust_env(args: argparse.Namespace, token: str, out: Path, target: Target | None = None) -> dict[str, str]:
+    """The locustfile's GRID_* variables for this run (the API key, if any, passes through from ours)."""
     env = {
         **os.environ,
         "GRID_SCENARIO": str(args.scenario),
@@ -179,9 +230,14 @@ def locust_env(args: argparse.Namespace, token: str, out: Path) -> dict[str, str
         env["GRID_RPS"] = str(args.open_loop_rps)
     else:
         env.pop("GRID_RPS", None)
+    if target is not None:
+        env["GRID_MODEL"] = target.model
+        env["GRID_POPULATION_MAP"] = json.dumps(target.population_map)
+    else:
+        env.pop("GRID_POPULATION_MAP", None)
     for name, value in (
         ("GRID_SEED", args.seed),
-        ("GRID_MODEL", args.model),
+        ("GRID_MODEL", args.model if target is None else None),
         ("GRID_DRILL_ZONE", args.drill_zone),
         ("GRID_CROWD_POPULATION", args.crowd_population),
     ):
@@ -198,7 +254,7 @@ def locust_command(host: str, out: Path, role: str = "local", workers: int = 0, 
         return cmd + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
     cmd += [
         "--csv", str(out / "locust"), "--html", str(out / "report.html"),
-        "--exit-code-on-error", "1", "--stop-timeout", "30", "--only-summary",
+        "--exit-code-on-error", "0", "--stop-timeout", "30", "--only-summary",
     ]  # fmt: skip
     if role == "master":
         cmd += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port)]
@@ -297,23 +353,38 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def analyze_step_ramp(scenario, args: argparse.Namespace, out: Path) -> dict:
-    """Per-step live figures, the knee, and the simulator's knee and capacity for the same profile."""
+def analyze_step_ramp(
+    scenario, args: argparse.Namespace, out: Path, verdict: Verdict | None = None, target: Target | None = None
+) -> dict:
+    """Per-step live figures, the knee, and the simulator's knee and capacity for the same profile.
+    A failed run (`verdict`) has no knee, live or simulated: its latencies are those of failures."""
     from grid.world import build_world
-    from loadtests.shapes import build_profile, find_knee, read_records, sim_records, simulate_profile, step_stats
+    from loadtests.shapes import (
+        Knee,
+        build_profile,
+        find_knee,
+        read_records,
+        sim_records,
+        simulate_profile,
+        step_stats,
+    )
 
     rps = args.open_loop_rps or 1.0
     profile = build_profile(scenario, "step_ramp", args.minutes * 60, rps, n_steps=args.steps)
     slo = scenario.slo.ttft_s
     live = step_stats(read_records(sorted(out.glob("records-*.csv"))), profile.steps)
+    failed = verdict is not None and verdict.failed_run
     result = {
         "slo_ttft_s": slo,
         "capacity_rps": build_world(scenario).total_capacity_rps,
         "live_steps": [vars(s) for s in live],
-        "live_knee": vars(find_knee(live, slo)),
+        "live_knee": vars(Knee(None, None, None) if failed else find_knee(live, slo)),
         "open_loop": bool(args.open_loop_rps),
+        "no_knee": "the run failed: " + verdict.counts_text() if failed else None,
+        "target_is_scenario": target is None or target_is_scenario(target, scenario),
+        "scenario": scenario.name,
     }
-    if args.open_loop_rps:
+    if args.open_loop_rps and not failed:
         seed = scenario.seed if args.seed is None else args.seed
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "sim.csv"
@@ -322,6 +393,16 @@ def analyze_step_ramp(scenario, args: argparse.Namespace, out: Path) -> dict:
         result["sim_steps"] = [vars(s) for s in sim]
         result["sim_knee"] = vars(find_knee(sim, slo))
     return result
+
+
+def target_is_scenario(target: Target, scenario) -> bool:
+    """Whether the target looks like this scenario's grid (its model and populations): if not, the
+    simulator's figures and the closed-form capacity are the scenario's, not the target's."""
+    return (
+        target.model == scenario.model.name
+        and target.populations is not None
+        and set(target.populations) == set(scenario.populations)
+    )
 
 
 def format_step_ramp(r: dict) -> str:
@@ -334,6 +415,9 @@ def format_step_ramp(r: dict) -> str:
             f"  {s['offered_rps']:>8.2f} {s['sent']:>6} {s['failed']:>6} {s['achieved_rps']:>7.2f} "
             f"{s['ttft_p50_s'] * 1000:>9.0f} {s['ttft_p99_s'] * 1000:>8.0f}   {sim_p99}"
         )
+    if r.get("no_knee"):
+        lines.append(f"  no knee: {r['no_knee']} (a knee read from failed requests would be a figure of the failures)")
+        return "\n".join(lines)
     knee = r["live_knee"]["knee_rps"]
     line = f"  knee (live): {knee:.2f} req/s" if knee is not None else "  knee (live): not reached"
     if r.get("sim_knee"):
@@ -345,6 +429,11 @@ def format_step_ramp(r: dict) -> str:
     if knee is not None:
         line += f" ({(knee / r['capacity_rps'] - 1) * 100:+.1f}%)"
     lines.append(line)
+    if not r.get("target_is_scenario", True):
+        lines.append(
+            f"  (the target is not the scenario's grid ({r.get('scenario')}): the simulator's figures "
+            "and the capacity are the scenario's)"
+        )
     if not r["open_loop"]:
         lines.append("  (closed loop: the offered rate is nominal; use --open-loop-rps for a true ramp)")
     return "\n".join(lines)

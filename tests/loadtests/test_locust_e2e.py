@@ -1,7 +1,9 @@
 """Real headless Locust against a real live grid (`grid up`: Ray + uvicorn on a loopback port).
 
-One grid for the module, started by `grid loadtest`'s own launcher with an admin token; each test runs
-`grid loadtest --host …` (Locust in its own processes) and reads Locust's CSV and the records.
+One grid for the module, started by `grid loadtest`'s own launcher with an admin token, serving a model
+other than the load-test scenario's (as `grid up` with its default scenario serves Qwen/Qwen3-8B, not
+loadtests/grid.yaml's model); each test runs `grid loadtest --host …` (Locust in its own processes)
+and reads Locust's CSV and the records.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ import pytest
 
 from grid.cli import main as grid_main
 from grid.loadtest.cli import DEFAULT_SCENARIO, start_grid, stop_process
+from grid.scenario import load_scenario
 from loadtests.shapes import read_records
 
 ROOT = Path(__file__).resolve().parents[2]
+SERVED_MODEL = "test/served-by-the-grid-8B"  # not the load-test scenario's model
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     token = secrets.token_urlsafe(16)
-    url, process = start_grid(DEFAULT_SCENARIO, [], token, tmp_path_factory.mktemp("grid") / "grid.log")
+    overrides = [("model.name", SERVED_MODEL)]
+    url, process = start_grid(DEFAULT_SCENARIO, overrides, token, tmp_path_factory.mktemp("grid") / "grid.log")
     try:
         yield url, token
     finally:
@@ -40,14 +45,18 @@ def _rows(out: Path) -> dict[str, dict]:
         return {row["Type"]: row for row in csv.DictReader(f) if row["Name"] != "Aggregated"}
 
 
-def test_valid_open_loop_traffic_has_no_failures_and_reports_ttft_tpot(grid, tmp_path, monkeypatch):
+def test_the_targets_model_is_sent_and_valid_open_loop_traffic_has_no_failures(grid, tmp_path, monkeypatch, capsys):
     url, token = grid
+    assert load_scenario(DEFAULT_SCENARIO).model.name != SERVED_MODEL  # the load test's own would be a 404
     monkeypatch.setenv("GRID_ADMIN_TOKEN", token)
     out = tmp_path / "ok"
     args = ["--host", url, "--shape", "constant", "--minutes", "0.35", "--open-loop-rps", "5", "--drain-s", "5"]
     code = grid_main(["loadtest", *args, "--out", str(out)])
+    printed = capsys.readouterr().out
     rows = _rows(out)
     assert code == 0
+    assert f"target model {SERVED_MODEL} (GET /v1/models) · the scenario's populations, all served" in printed
+    assert "grid loadtest: ok: 0 of " in printed
     assert int(rows["POST"]["Request Count"]) > 50 and int(rows["POST"]["Failure Count"]) == 0
     for kind in ("TTFT", "TPOT", "E2E", "ITL"):
         assert int(rows[kind]["Request Count"]) > 0 and int(rows[kind]["Failure Count"]) == 0
@@ -55,21 +64,23 @@ def test_valid_open_loop_traffic_has_no_failures_and_reports_ttft_tpot(grid, tmp
     assert 10 < float(rows["TPOT"]["50%"]) < 100  # ms: ~38 ms decode steps
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failures"] == 0 and summary["entries"]["TTFT"]["count"] == summary["requests"]
+    assert summary["target"]["model"] == SERVED_MODEL and summary["verdict"]["failed"] == 0
     records = read_records(out.glob("records-*.csv"))
-    assert len(records) == summary["requests"] and all(r["ok"] for r in records)
+    assert len(records) == summary["requests"] and {r["status"] for r in records} == {"ok"}  # every one a 200
     assert {r["population"] for r in records} == {"berlin", "london", "new_york", "mexico_city"}
     assert (out / "report.html").stat().st_size > 1000
 
 
-def test_failures_give_a_non_zero_exit_code(grid, tmp_path):
+def test_a_model_the_grid_does_not_serve_is_a_cli_error_before_any_load(grid, tmp_path, capsys):
     url, _ = grid
     out = tmp_path / "bad"
     args = ["--host", url, "--shape", "constant", "--minutes", "0.12", "--users", "2", "--think-s", "0.2"]
     code = grid_main(["loadtest", *args, "--model", "no-such-model", "--out", str(out)])
-    rows = _rows(out)
-    assert code != 0
-    assert int(rows["POST"]["Failure Count"]) == int(rows["POST"]["Request Count"]) > 0
-    assert "TTFT" not in rows
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"grid: error: --model no-such-model: the target at {url} does not serve it" in err
+    assert f"(GET /v1/models lists {SERVED_MODEL})" in err and "Traceback" not in err
+    assert not (out / "locust_stats.csv").exists()
 
 
 def test_the_locustfile_generates_one_weighted_user_class_per_population():
@@ -108,8 +119,11 @@ def test_outage_drill_fails_and_recovers_a_zone_through_the_admin_api(grid, tmp_
     monkeypatch.setenv("GRID_ADMIN_TOKEN", token)
     out = tmp_path / "drill"
     args = ["--host", url, "--shape", "outage_drill", "--minutes", "0.5", "--open-loop-rps", "4", "--drain-s", "5"]
-    grid_main(["loadtest", *args, "--drill-zone", "frankfurt-1", "--out", str(out)])
+    code = grid_main(["loadtest", *args, "--drill-zone", "frankfurt-1", "--out", str(out)])
     summary = json.loads((out / "summary.json").read_text())
+    verdict = summary["verdict"]
+    print(f"drill: {verdict['failed']} of {verdict['requests']} failed {verdict['statuses']} → exit {code}")
+    assert code == (1 if verdict["failed_run"] else 0)  # more than 1% lost fails the run, not one loss
     assert summary["admin"]["zone_down frankfurt-1"]["failures"] == 0
     assert summary["admin"]["recover frankfurt-1"]["failures"] == 0
     records = read_records(out.glob("records-*.csv"))
