@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from grid.cli_args import add_scenario_args, duration_arg, positive_float_arg
+from grid.cli_args import add_scenario_args, duration_arg, positive_duration_arg, positive_float_arg
 from grid.errors import GridInputError
 
 EXIT_BAD_INPUT = 2
@@ -43,7 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--ray-address", help="join a Ray cluster (e.g. auto) instead of starting a local Ray")
-    up.add_argument("--default-population", help="population of requests without an X-Grid-Population header")
+    up.add_argument(
+        "--default-population",
+        help="population of requests that name none (header, MODEL@POPULATION, user population:NAME, API key)",
+    )
+    up.add_argument(
+        "--keep-alive",
+        type=positive_duration_arg,
+        dest="keep_alive_s",
+        metavar="SECONDS",
+        help="close idle kept-alive connections after this (default 75: longer than client pools and "
+        "load balancers' idle timeouts, so the client closes first)",
+    )
+    up.add_argument(
+        "--list-model-aliases",
+        action="store_true",
+        help="GET /v1/models also lists MODEL@POPULATION for every population (for clients that check names)",
+    )
     up.add_argument(
         "--drain-grace",
         type=duration_arg,

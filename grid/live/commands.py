@@ -40,6 +40,26 @@ def take_secrets(environ=os.environ) -> tuple[str | None, str | None]:
     return admin_token, api_keys
 
 
+def up_settings(args, scenario, admin_token: str | None, api_keys: str | None) -> GatewaySettings:
+    """`grid up`'s gateway settings from its arguments and secrets; GridInputError for bad API keys
+    (`GRID_API_KEYS`: `KEY` or `KEY=POPULATION` entries, populations of `scenario`)."""
+    from grid.live.security import check_key_populations, parse_api_keys
+
+    try:
+        keys = parse_api_keys(api_keys)  # unset: inference is open
+        check_key_populations(keys, scenario.populations)
+    except ValueError as exc:
+        raise GridInputError(f"GRID_API_KEYS: {exc}") from None
+    return GatewaySettings(
+        default_population=_arg(args, "default_population"),
+        admin_token=admin_token,  # unset: no admin endpoints
+        api_keys=keys,
+        drain_grace_s=float(_arg(args, "drain_grace_s", GatewaySettings.drain_grace_s)),
+        keep_alive_s=float(_arg(args, "keep_alive_s", GatewaySettings.keep_alive_s)),
+        list_model_aliases=bool(_arg(args, "list_model_aliases", False)),
+    )
+
+
 def up(args) -> int:
     """Serve the live grid on HOST:PORT until SIGINT/SIGTERM, then stop Ray cleanly."""
     from grid.live.drain import DrainingServer
@@ -47,15 +67,8 @@ def up(args) -> int:
 
     scenario = load_scenario(_arg(args, "scenario", DEFAULT_SCENARIO), run_overrides(args))
     host, port = _arg(args, "host", "127.0.0.1"), int(_arg(args, "port", 8000))
-    from grid.live.security import parse_api_keys
-
     admin_token, api_keys = take_secrets()  # before Ray starts: none of its processes inherits them
-    settings = GatewaySettings(
-        default_population=_arg(args, "default_population"),
-        admin_token=admin_token,  # unset: no admin endpoints
-        api_keys=parse_api_keys(api_keys),  # unset: inference is open
-        drain_grace_s=float(_arg(args, "drain_grace_s", GatewaySettings.drain_grace_s)),
-    )
+    settings = up_settings(args, scenario, admin_token, api_keys)
     grid = build_live_grid(scenario, settings, ray_address=_arg(args, "ray_address"))
     try:
         gateway = grid.gateway
@@ -67,7 +80,8 @@ def up(args) -> int:
             f"metrics http://{host}:{port}/metrics · Ctrl-C or SIGTERM drains ({settings.drain_grace_s:g} s), "
             "then stops\n"
             f"  admin API {'on (GRID_ADMIN_TOKEN)' if settings.admin_token else 'off (set GRID_ADMIN_TOKEN)'} · "
-            f"API keys {len(settings.api_keys) or 'off (set GRID_API_KEYS)'}",
+            f"API keys {len(settings.api_keys) or 'off (set GRID_API_KEYS)'} · "
+            f"keep-alive {settings.keep_alive_s:g} s",
             file=sys.stderr,
             flush=True,
         )

@@ -55,6 +55,7 @@ from grid.live.gateway_state import GatewayState
 from grid.live.health import HealthSettings
 from grid.live.http_limits import HttpLimits
 from grid.live.responses import ABORT, UPDATE_STOP
+from grid.live.security import ApiKey
 from grid.live.zone_actor import ADMITTED, BUSY, NOTIFY_NONE, NOTIFY_STREAM, UPDATE_FAILED
 from grid.live.zone_link import TIMEOUT, expire
 from grid.serving.request import CANCELLED, ERROR, REJECTED
@@ -86,10 +87,16 @@ class GatewaySettings:
     # security
     drain_grace_s: float = 10.0  # on SIGTERM: running requests get this long to finish (grid up --drain-grace)
     admin_token: str | None = None  # None: the admin endpoints are not routed (404)
-    api_keys: tuple[str, ...] = ()  # empty: inference is open
+    api_keys: tuple[str | ApiKey, ...] = ()  # empty: inference is open; an ApiKey may carry a population
     api_key_rps: float = 50.0  # per key; 0 = unlimited
     api_key_burst: float = 100.0
     http_limits: HttpLimits = HttpLimits()  # the edge's HTTP limits (grid.live.http_limits)
+    # An idle kept-alive connection is closed after this (uvicorn's timeout_keep_alive; its default,
+    # 5 s, is shorter than aiohttp's 15 s pools: a client reusing a connection the server is closing
+    # gets a connection error). Longer than the clients' pools and load balancers' idle timeouts (AWS
+    # ALB 60 s), like nginx's default (75 s), so the client side always closes first (grid up --keep-alive).
+    keep_alive_s: float = 75.0
+    list_model_aliases: bool = False  # /v1/models also lists MODEL@POPULATION (grid up --list-model-aliases)
 
 
 @dataclass

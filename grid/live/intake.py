@@ -1,7 +1,17 @@
 """What the gateway decides about a request before routing it: its population, whether it fits, its answer length.
 
-- the population comes from the `X-Grid-Population` header (400 listing the valid ones; default: the
-  scenario's first population or `GatewaySettings.default_population`);
+- the population (`select_population`) comes from the first of, in this order:
+  1. the `X-Grid-Population` header;
+  2. a model alias `MODEL@POPULATION` (e.g. `Qwen/Qwen3-8B@tokyo`), for clients and proxies that
+     cannot send headers (LiteLLM drops them by default): MODEL must be the served model (else 404,
+     as any other model);
+  3. the OpenAI `user` field when it reads `population:NAME` (any other `user` is an end-user id,
+     as in OpenAI's API, and is ignored);
+  4. the caller's API key, when `GRID_API_KEYS` gives it one (`key1=tokyo`);
+  5. the default: `GatewaySettings.default_population`, else the scenario's first population.
+  Every one of the first three that a request carries must name a known population (400 listing the
+  valid ones, naming where the bad name was), even when one before it decides; the keys' are
+  checked at start;
 - prompt + `max_tokens` must fit the context (400, as vLLM answers);
 - the answer length is decided up front: a draw from the scenario's output size distribution, capped
   by `max_tokens`/`max_completion_tokens` and the context (finish_reason "length" when capped, else
@@ -26,6 +36,8 @@ from grid.serving.request import LENGTH, STOP
 from grid.world import World
 
 POPULATION_HEADER = "x-grid-population"
+ALIAS_SEPARATOR = "@"  # MODEL@POPULATION
+USER_PREFIX = "population:"  # the `user` field as a population selector
 SAMPLE_BLOCK = 1024
 
 
@@ -52,20 +64,52 @@ class Intake:
         if default not in self.population_index:
             raise ValueError(f"default population {default!r} is not in the scenario")
         self.default_population = default
+        self.model_name = scenario.model.name
         self.context_tokens = scenario.model.context_tokens
         self._sizes = size_sampler(scenario.demand.sizes)
         self._size_rng = np.random.default_rng([seed, 7])
         self._size_block: list[int] = []
 
-    def population_of(self, headers) -> int:
-        name = headers.get(POPULATION_HEADER) or self.default_population
+    def model_aliases(self) -> list[str]:
+        """`MODEL@POPULATION` for every population, in the scenario's order."""
+        return [f"{self.model_name}{ALIAS_SEPARATOR}{p}" for p in self.world.population_ids]
+
+    def alias_population(self, model: str) -> str | None:
+        """The population a request's `model` names (`MODEL@POPULATION`), None for the bare served
+        model; 404 for any other model, as for an unknown one (the alias's population is not checked here)."""
+        if model == self.model_name:
+            return None
+        base, sep, population = model.rpartition(ALIAS_SEPARATOR)
+        if not sep or base != self.model_name:
+            raise api.model_not_found(model)
+        return population
+
+    def select_population(self, headers, model: str, user: str | None = None, key_population: str | None = None) -> int:
+        """The request's population (its index): the header's, else the model alias's, else the `user`
+        field's (`population:NAME`), else the API key's, else the default (the module's docstring)."""
+        alias = self.alias_population(model)
+        chosen = None
+        header = headers.get(POPULATION_HEADER)
+        if header:  # an empty header names none, as before
+            chosen = self._index(header, "header X-Grid-Population", "X-Grid-Population")
+        if alias is not None:
+            index = self._index(alias, f"model {model[:128]!r} ({self.model_name}{ALIAS_SEPARATOR}POPULATION)", "model")
+            chosen = index if chosen is None else chosen
+        if user is not None and user.startswith(USER_PREFIX):
+            index = self._index(user[len(USER_PREFIX) :], f"field user ({USER_PREFIX}NAME)", "user")
+            chosen = index if chosen is None else chosen
+        if chosen is not None:
+            return chosen
+        return self.population_index[key_population or self.default_population]
+
+    def _index(self, name: str, where: str, param: str) -> int:
         index = self.population_index.get(name)
         if index is None:
             raise api.ApiError(
                 400,
-                f"Unknown population {name[:64]!r} in header X-Grid-Population; valid populations: "
+                f"Unknown population {name[:64]!r} in {where}; valid populations: "
                 + ", ".join(self.world.population_ids),
-                param="X-Grid-Population",
+                param=param,
                 code="unknown_population",
             )
         return index

@@ -8,17 +8,22 @@
 - `ApiKeys`: optional inference keys (`Authorization: Bearer <key>`); none configured = open. A
   missing or wrong key is **401**; each key has a token bucket (`rate_rps`, `burst`) and a request
   over it is **429** `rate_limit_exceeded` with `Retry-After`. Keys are compared in constant time and
-  never logged (only a short fingerprint is, if ever needed).
+  never logged (only a short fingerprint is, if ever needed). A key may carry a population
+  (`ApiKey.population`): its requests come from there unless they name one themselves
+  (`grid.live.intake`).
 - `check_admin`: the admin endpoints' bearer token (they are not even routed without one).
 
 Keys come from settings (`GatewaySettings.api_keys`, `admin_token`); `grid up` reads them from the
-environment (`GRID_API_KEYS`, comma-separated, and `GRID_ADMIN_TOKEN`) at start, never at import.
+environment (`GRID_API_KEYS`, comma-separated `KEY` or `KEY=POPULATION`, and `GRID_ADMIN_TOKEN`) at
+start, never at import.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 
 from grid.live import openai_api as api
 
@@ -54,11 +59,22 @@ class _Bucket:
         self.at = at
 
 
+@dataclass(frozen=True)
+class ApiKey:
+    """One inference key and the population its requests come from (None: the request or the
+    default decides). The key never appears in a repr."""
+
+    key: str = field(repr=False)
+    population: str | None = None
+
+
 class ApiKeys:
     """Inference API keys and their token buckets (bounded: one bucket per configured key)."""
 
-    def __init__(self, keys: tuple[str, ...] | list[str], rate_rps: float, burst: float) -> None:
-        self.keys = tuple(k for k in keys if k)
+    def __init__(self, keys: Sequence[str | ApiKey], rate_rps: float, burst: float) -> None:
+        entries = (k if isinstance(k, ApiKey) else ApiKey(k) for k in keys)
+        self.entries = tuple(e for e in entries if e.key)
+        self.keys = tuple(e.key for e in self.entries)
         self.rate_rps = rate_rps
         self.burst = max(1.0, burst)
         self._buckets: dict[str, _Bucket] = {}
@@ -67,18 +83,19 @@ class ApiKeys:
     def enabled(self) -> bool:
         return bool(self.keys)
 
-    def check(self, headers, now: float) -> str | None:
+    def check(self, headers, now: float) -> ApiKey | None:
         """The caller's key (None when keys are off); raises 401 / 429 in OpenAI's shape."""
         if not self.keys:
             return None
         token = _bearer(headers)
-        key = next((k for k in self.keys if _matches(token, k)), None)
-        if key is None:
+        entry = next((e for e in self.entries if _matches(token, e.key)), None)
+        if entry is None:
             raise api.ApiError(
                 401,
                 "Incorrect or missing API key (send Authorization: Bearer <key>).",
                 code="invalid_api_key",
             )
+        key = entry.key
         if self.rate_rps > 0:
             bucket = self._buckets.get(key)
             if bucket is None:
@@ -95,7 +112,7 @@ class ApiKeys:
                     retry_after_s=max(0.001, wait_s),
                 )
             bucket.tokens -= 1.0
-        return key
+        return entry
 
 
 class BodyLimit:
@@ -161,8 +178,36 @@ def _replay(messages: list[dict], receive=None):
     return replayed
 
 
-def parse_api_keys(text: str | None) -> tuple[str, ...]:
-    """`GRID_API_KEYS`: comma-separated keys; blanks ignored."""
+def parse_api_keys(text: str | None) -> tuple[ApiKey, ...]:
+    """`GRID_API_KEYS`: comma-separated entries, each `KEY` or `KEY=POPULATION` (blanks ignored), e.g.
+    `key1=tokyo,key2`. The population follows the entry's last `=`; an entry ending in `=` (base64
+    padding) is a key without one, so a key with `=` elsewhere needs its population given (`a=b=tokyo`).
+    Raises ValueError, naming the entry by position (never its text: it may be part of a key), for a
+    population without a key."""
     if not text:
         return ()
-    return tuple(k.strip() for k in text.split(",") if k.strip())
+    entries = []
+    for n, item in enumerate((k.strip() for k in text.split(",")), 1):
+        if not item:
+            continue
+        key, sep, population = item.rpartition("=")
+        key, population = key.strip(), population.strip()
+        if not sep or not population:
+            entries.append(ApiKey(item))
+        elif not key:
+            raise ValueError(f"entry {n} has a population but no key (KEY=POPULATION)")
+        else:
+            entries.append(ApiKey(key, population))
+    return tuple(entries)
+
+
+def check_key_populations(keys: Sequence[str | ApiKey], populations: Collection[str]) -> None:
+    """Raise ValueError when a key's population is not one of `populations`, naming the key by its
+    position only: what follows a `=` may be part of a key that contains one (`a=b`), so it is not
+    echoed either."""
+    for n, entry in enumerate(keys, 1):
+        if isinstance(entry, ApiKey) and entry.population is not None and entry.population not in populations:
+            raise ValueError(
+                f"API key {n}: its population (after the last '=') is not in the scenario; valid populations: "
+                + ", ".join(populations)
+            )

@@ -96,12 +96,20 @@ def build_live_grid(
 GRACEFUL_SHUTDOWN_S = 10.0
 
 
-def uvicorn_config(app, host: str, port: int, limits: HttpLimits | None = None) -> uvicorn.Config:
+def uvicorn_config(
+    app, host: str, port: int, limits: HttpLimits | None = None, keep_alive_s: float | None = None
+) -> uvicorn.Config:
     """The gateway's uvicorn settings, bounded at the edge (`grid.live.http_limits`) by `limits`, else
     the app's own (`app.state.http_limits`, when its settings give some), else the defaults. Build every
-    server from it (`uvicorn_server`, or a `uvicorn.Server` subclass) so none goes unbounded."""
+    server from it (`uvicorn_server`, or a `uvicorn.Server` subclass) so none goes unbounded.
+
+    Idle kept-alive connections close after `keep_alive_s`, else the app's (`app.state.keep_alive_s`),
+    else `GatewaySettings.keep_alive_s` (75 s: longer than client pools, see there), never uvicorn's 5 s."""
+    state = getattr(app, "state", None)
     if limits is None:
-        limits = getattr(getattr(app, "state", None), "http_limits", None) or HttpLimits()
+        limits = getattr(state, "http_limits", None) or HttpLimits()
+    if keep_alive_s is None:
+        keep_alive_s = getattr(state, "keep_alive_s", None) or GatewaySettings.keep_alive_s
     return uvicorn.Config(
         app,
         host=host,
@@ -110,6 +118,7 @@ def uvicorn_config(app, host: str, port: int, limits: HttpLimits | None = None) 
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # open streams must not hold a shutdown forever
+        timeout_keep_alive=keep_alive_s,  # idle connections; closed at once on shutdown all the same
         **uvicorn_options(limits),
     )
 
