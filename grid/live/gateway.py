@@ -193,16 +193,19 @@ class GridGateway(GatewayState):
             if not live.closed:
                 self.abandon(live, ABORT)
             raise
+        created = int(self.wall_t0_s + request.arrival_s)  # when this request arrived, Unix seconds
         response_id = ("chatcmpl-" if chat else "cmpl-") + f"{rid:x}{self._id_rng.getrandbits(48):012x}"
         if stream:
-            writer = api.ChunkWriter(chat, response_id, self.created, self.model_name, body.include_usage)
+            writer = api.ChunkWriter(
+                chat, response_id, created, self.model_name, body.include_usage, body.continuous_usage, prompt_tokens
+            )
             return StreamingResponse(
                 responses.stream(self, live, writer, text_seed, half, first),
                 media_type="text/event-stream",
                 headers={**headers, "cache-control": "no-cache"},
             )
         try:
-            return await responses.complete(self, live, chat, response_id, text_seed, half, headers)
+            return await responses.complete(self, live, chat, response_id, created, text_seed, half, headers)
         except api.ApiError:
             raise
         except BaseException:

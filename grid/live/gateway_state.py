@@ -118,7 +118,8 @@ class GatewayState:
         self._id_rng = random.Random(self.seed)
         self._clock = clock
         self._t0 = clock()
-        self.created = int(wall_clock())
+        self.wall_t0_s = wall_clock()  # the wall-clock time of `now()` = 0: dates each answer (`created`)
+        self.created = int(self.wall_t0_s)  # the gateway's start: the served model's `created`
         self._tasks: list[asyncio.Task] = []
         self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once started
         self.on_request_end: list[Callable[[RequestRecord], None]] = []

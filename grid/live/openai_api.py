@@ -122,6 +122,7 @@ FunctionCall = Annotated[
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
     include_usage: bool = Field(default=False, strict=True)
+    continuous_usage_stats: bool = Field(default=False, strict=True)  # vLLM's: usage in every chunk
 
 
 class ResponseFormat(BaseModel):
@@ -146,6 +147,11 @@ class _Common(BaseModel):
     @property
     def include_usage(self) -> bool:
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def continuous_usage(self) -> bool:
+        """Usage so far in every chunk: vLLM's `continuous_usage_stats`, which needs `include_usage`."""
+        return self.include_usage and bool(self.stream_options and self.stream_options.continuous_usage_stats)
 
     @property
     def stop_sequences(self) -> tuple[str, ...]:
@@ -471,11 +477,24 @@ def text_completion(rid: str, created: int, model: str, text: str, finish: str, 
 
 
 class ChunkWriter:
-    """Server-sent events of one streamed answer, chat or legacy completions."""
+    """Server-sent events of one streamed answer, chat or legacy completions. With `continuous_usage`
+    (vLLM's `continuous_usage_stats`) every content chunk carries the usage so far, else `usage` is
+    null until the final usage chunk (`include_usage`)."""
 
-    def __init__(self, chat: bool, rid: str, created: int, model: str, include_usage: bool) -> None:
+    def __init__(
+        self,
+        chat: bool,
+        rid: str,
+        created: int,
+        model: str,
+        include_usage: bool,
+        continuous_usage: bool = False,
+        prompt_tokens: int = 0,
+    ) -> None:
         self.chat = chat
         self.include_usage = include_usage
+        self.continuous_usage = continuous_usage
+        self.prompt_tokens = prompt_tokens
         self._head = {
             "id": rid,
             "object": "chat.completion.chunk" if chat else "text_completion",
@@ -490,14 +509,15 @@ class ChunkWriter:
             payload["usage"] = use
         return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
-    def content(self, text: str, finish: str | None = None) -> bytes:
+    def content(self, text: str, finish: str | None = None, tokens_so_far: int = 0) -> bytes:
+        use = usage(self.prompt_tokens, tokens_so_far) if self.continuous_usage else None
         if self.chat:
             delta: dict[str, str] = {"content": text}
             if self._first:
                 delta = {"role": "assistant", "content": text}
                 self._first = False
-            return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
-        return self._event([{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}])
+            return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], use)
+        return self._event([{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}], use)
 
     def usage(self, use: dict) -> bytes:
         return self._event([], use)

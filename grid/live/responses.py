@@ -131,7 +131,14 @@ async def final_update(queue: asyncio.Queue) -> tuple:
 
 
 async def complete(
-    gateway: GridGateway, live: _Live, chat: bool, response_id: str, text_seed: int, half: float, headers
+    gateway: GridGateway,
+    live: _Live,
+    chat: bool,
+    response_id: str,
+    created: int,
+    text_seed: int,
+    half: float,
+    headers,
 ):
     """The whole answer once the zone has finished it (retried elsewhere while it fails)."""
     request = live.request
@@ -156,7 +163,7 @@ async def complete(
     use = api.usage(request.prompt_tokens, request.output_tokens)
     text = "".join(generate_pieces(request.output_tokens, text_seed))
     build = api.chat_completion if chat else api.text_completion
-    payload = build(response_id, gateway.created, gateway.model_name, text, request.finish_reason, use)
+    payload = build(response_id, created, gateway.model_name, text, request.finish_reason, use)
     return JSONResponse(payload, headers=headers)
 
 
@@ -204,7 +211,7 @@ async def stream(gateway: GridGateway, live: _Live, writer: api.ChunkWriter, tex
             if done:
                 tokens = request.output_tokens
             if tokens > sent or done:
-                chunk = writer.content("".join(pieces[sent:tokens]), request.finish_reason if done else None)
+                chunk = writer.content("".join(pieces[sent:tokens]), request.finish_reason if done else None, tokens)
                 sent = tokens
                 if first_s != first_s:  # NaN: this is the first token
                     first_s = now()

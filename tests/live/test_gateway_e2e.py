@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -124,6 +125,26 @@ def test_chat_streaming_with_usage(live):
     assert usage["prompt_tokens"] == count_tokens(chat_template([("user", "Stream, please.")]))
     # The same seed without streaming gives the same text.
     assert chat(live, "Stream, please.", seed=9).json()["choices"][0]["message"]["content"] == text
+
+
+def test_continuous_usage_stats_and_created_per_request(live):
+    """vLLM's `continuous_usage_stats`: every chunk carries the usage so far; `created` is the
+    request's own arrival (it was the gateway's start time)."""
+    before = int(time.time())
+    options = {"include_usage": True, "continuous_usage_stats": True}
+    r = chat(live, stream=True, max_tokens=30, ignore_eos=True, stream_options=options)
+    events = sse_events(r)
+    chunks, final = events[:-2], events[-2]
+    text = ""
+    for c in chunks:
+        text += c["choices"][0]["delta"].get("content", "")
+        assert c["usage"]["completion_tokens"] == count_tokens(text)
+        assert c["usage"]["prompt_tokens"] == final["usage"]["prompt_tokens"]
+    assert chunks[-1]["usage"]["completion_tokens"] == final["usage"]["completion_tokens"] == 30
+    assert before <= chunks[0]["created"] <= time.time()
+    assert before <= chat(live).json()["created"] <= time.time()
+    plain = sse_events(chat(live, stream=True, stream_options={"include_usage": True}))
+    assert all(c["usage"] is None for c in plain[:-2])  # without it, usage only at the end
 
 
 def test_chat_streaming_without_usage_and_length(live):
