@@ -46,3 +46,12 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.now_s
+
+
+def run_virtual(main) -> None:
+    """Run `main(loop)` to completion on a fresh `VirtualLoop`."""
+    loop = VirtualLoop()
+    try:
+        loop.run_until_complete(main(loop))
+    finally:
+        loop.close()

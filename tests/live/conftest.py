@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -48,6 +49,29 @@ def serve(scenario, settings: GatewaySettings, stream_interval_s: float = 0.01):
         server.should_exit = True
         thread.join(15)
         grid.close()
+
+
+def stream_chat(url: str, model: str, population: str, max_tokens: int) -> tuple[int | None, list]:
+    """A streamed chat answer of exactly `max_tokens` (`ignore_eos`): (status, parsed `data:` events,
+    `[DONE]` kept as a string); (None, [("exception", …)]) when the connection failed."""
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "a long answer, please"}],
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    events: list = []
+    headers = {"x-grid-population": population}
+    try:
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    data = line[len("data: ") :]
+                    events.append(data if data == "[DONE]" else json.loads(data))
+            return response.status_code, events
+    except httpx.HTTPError as exc:
+        return None, [("exception", repr(exc))]
 
 
 def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.05):

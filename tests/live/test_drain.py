@@ -3,7 +3,6 @@ the real command in a subprocess, with its own Ray, on a loopback port."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import psutil
 
 from grid.live.server import free_port
 
-from .conftest import SMALL_SCENARIO, wait_until
+from .conftest import SMALL_SCENARIO, stream_chat, wait_until
 
 GRACE_S = 2.0
 LONG_TOKENS = 1500  # ≈ 11 s at the small world's 7 ms a token: cut by the drain
@@ -24,25 +23,7 @@ SHORT_TOKENS = 120  # ≈ 1 s: finishes within the grace
 
 
 def _stream(url: str, population: str, max_tokens: int, out: list) -> None:
-    body = {
-        "model": "grid-test/tiny-8B",
-        "messages": [{"role": "user", "content": "go"}],
-        "max_tokens": max_tokens,
-        "ignore_eos": True,
-        "stream": True,
-    }
-    events: list = []
-    try:
-        with httpx.stream(
-            "POST", f"{url}/v1/chat/completions", json=body, headers={"x-grid-population": population}, timeout=60
-        ) as response:
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    data = line[len("data: ") :]
-                    events.append(data if data == "[DONE]" else json.loads(data))
-    except httpx.HTTPError as exc:
-        events.append(("exception", repr(exc)))
-    out.append((max_tokens, events))
+    out.append((max_tokens, stream_chat(url, "grid-test/tiny-8B", population, max_tokens)[1]))
 
 
 def test_sigterm_drains_streams_answers_503_and_leaves_no_ray_process(tmp_path):

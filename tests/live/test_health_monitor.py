@@ -15,7 +15,7 @@ from grid.live.loop_lag import LoopLag
 from grid.live.zone_link import ZoneLink
 from grid.scenario import load_scenario
 from grid.world import build_world
-from tests.dispatch.virtual_loop import VirtualLoop
+from tests.dispatch.virtual_loop import VirtualLoop, run_virtual
 
 from .conftest import SMALL_SCENARIO
 
@@ -85,14 +85,6 @@ def _monitor(loop: VirtualLoop, zone: _Zone, failed: list, lag: LoopLag | None) 
     )  # fmt: skip
 
 
-def _run(main) -> None:
-    loop = VirtualLoop()
-    try:
-        loop.run_until_complete(main(loop))
-    finally:
-        loop.close()
-
-
 def test_a_silent_zone_is_suspected_then_dead_once_and_comes_back():
     async def main(loop: VirtualLoop) -> None:
         zone, failed = _Zone(), []
@@ -116,7 +108,7 @@ def test_a_silent_zone_is_suspected_then_dead_once_and_comes_back():
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    _run(main)
+    run_virtual(main)
 
 
 @pytest.mark.parametrize("measured", [True, False])
@@ -141,4 +133,4 @@ def test_a_stalled_gateway_blames_no_zone(measured):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    _run(main)
+    run_virtual(main)

@@ -16,7 +16,7 @@ import pytest
 from grid.live.gateway import GatewaySettings
 from grid.scenario import load_scenario
 
-from .conftest import SMALL_SCENARIO, serve, wait_until
+from .conftest import SMALL_SCENARIO, serve, stream_chat, wait_until
 
 POPULATIONS = ("berlin", "new_york", "dallas")
 STREAMS = 30
@@ -36,30 +36,6 @@ def _starve(loop, stalls: int) -> None:
         loop.call_later(GAP_S, _starve, loop, stalls - 1)
 
 
-def _stream(url: str, model: str, population: str, max_tokens: int, out: list) -> None:
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": "a long answer, please"}],
-        "max_tokens": max_tokens,
-        "ignore_eos": True,
-        "stream": True,
-    }
-    events = []
-    try:
-        with httpx.stream(
-            "POST", f"{url}/v1/chat/completions", json=body, headers={"x-grid-population": population}, timeout=60
-        ) as response:
-            status = response.status_code
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    data = line[len("data: ") :]
-                    events.append(data if data == "[DONE]" else json.loads(data))
-    except httpx.HTTPError as exc:
-        out.append(("exception", repr(exc)))
-        return
-    out.append((status, events))
-
-
 def test_a_stalled_gateway_loses_no_zone_and_fails_no_stream(grid):
     """F1: the gateway's event loop starved for ≈3.5 s (blocked 0.7 s at a time, a test hook standing
     in for a 64 MiB header or a CPU-starved machine) while 30 streams run: no zone is marked down,
@@ -68,7 +44,7 @@ def test_a_stalled_gateway_loses_no_zone_and_fails_no_stream(grid):
     down_before = [entry for entry in gateway.monitor.health_log if not entry[2]]
     results: list = []
     threads = [
-        threading.Thread(target=_stream, args=(grid.url, grid.model, POPULATIONS[i % 3], 400, results))
+        threading.Thread(target=lambda i=i: results.append(stream_chat(grid.url, grid.model, POPULATIONS[i % 3], 400)))
         for i in range(STREAMS)
     ]
     for thread in threads:

@@ -5,15 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from grid.live.loop_lag import LoopLag
-from tests.dispatch.virtual_loop import VirtualLoop
-
-
-def _run(main) -> None:
-    loop = VirtualLoop()
-    try:
-        loop.run_until_complete(main(loop))
-    finally:
-        loop.close()
+from tests.dispatch.virtual_loop import VirtualLoop, run_virtual
 
 
 def _stall(loop: VirtualLoop, seconds: float) -> None:
@@ -40,7 +32,7 @@ def test_a_stall_is_measured_and_stretches_timers_armed_before_it():
         assert 2.9 < lag.stalled_s(0.25) < 3.1
         assert lag.stalled_s(3.4) == 0.0  # nothing since
 
-    _run(main)
+    run_virtual(main)
 
 
 def test_a_stall_in_progress_counts_before_the_sleeper_records_it():
@@ -52,7 +44,7 @@ def test_a_stall_in_progress_counts_before_the_sleeper_records_it():
         assert 1.9 < lag.stalled_s(0.0) < 2.05
         sleeper.cancel()
 
-    _run(main)
+    run_virtual(main)
 
 
 def test_no_stall_no_stretch():
@@ -65,4 +57,4 @@ def test_no_stall_no_stretch():
         sleeper.cancel()
         assert fired == [0.6] and lag.max_lag_s == 0.0 and not lag.stalls
 
-    _run(main)
+    run_virtual(main)
