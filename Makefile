@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps demo sim test test-fast lint format bench clean
+.PHONY: install system-deps tools demo sim test test-fast lint format bench clean
 
 # Python with venv comes first (installed with apt-get only if missing); only `make test` needs more.
 $(STAMP): pyproject.toml
@@ -20,6 +20,12 @@ install: $(STAMP)
 ## those missing, with apt-get; sudo when not root).
 system-deps:
 	PYTHON=$(PYTHON) bash .ci/install-system-deps test
+
+## The ecosystem's benchmark tools, guidellm and inference-perf, each in its own venv under .venv-tools/
+## (never .venv: their pins fight Locust's and Ray's), and the offline Qwen3 tokenizer they load.
+## Idempotent, pinned (benchmarks/tools/*.lock); ~1.5 min and ~2 GB from nothing (docs/benchmark-tools.md).
+tools:
+	bash benchmarks/tools/setup.sh
 
 ## The main job: the live grid under a minute of load, beside the simulator's prediction.
 demo: $(STAMP)

@@ -109,8 +109,8 @@ def read_stream(lines: Iterable[bytes | str], clock: Callable[[], float], sent_s
 
 
 def chat_body(model: str, prompt_tokens: int, output_tokens: int, seed: int) -> dict:
-    """A streamed chat request whose prompt counts `prompt_tokens` (grid.live.text's tokens, at
-    least the chat template's own) and whose answer is exactly `output_tokens` long (ignore_eos)."""
+    """A streamed chat request whose prompt counts `prompt_tokens` (Qwen's tokens, at least the
+    chat template's own) and whose answer is exactly `output_tokens` long (ignore_eos)."""
     return {
         "model": model,
         "messages": [{"role": "user", "content": chat_content_for(int(prompt_tokens), seed)}],

@@ -425,6 +425,17 @@ def grid_overview() -> Json:
             w=8,
         ),
         timeseries("Load-report age by zone", [("max by (zone) (grid_load_report_age_seconds)", "{{zone}}")], "s", w=8),
+        timeseries(
+            "Gateway's own delay: intake and event-loop lag p99",
+            [
+                (quantile("0.99", "grid_gateway_intake_seconds", by="instance"), "intake (first byte to handler)"),
+                (quantile("0.99", "grid_gateway_event_loop_lag_seconds", by="instance"), "event-loop lag"),
+            ],
+            "s",
+            w=8,
+            description="Latency the gateway adds itself (the simulator does not model it): rising under load "
+            "means the gateway, not the zones, is the bottleneck.",
+        ),
     ]
     return dashboard("grid-overview", "Grid overview", panels)
 

@@ -32,6 +32,7 @@ class Outcome(NamedTuple):
     e2e_s: float = math.nan
     retries: int = 0
     reason: str = ""  # why it did not complete (busy, down, error, timeout, context_length, ...)
+    itl_s: list[float] | None = None  # gaps between a stream's chunks as sent (live); None: the TPOT repeated
 
 
 class Sink:

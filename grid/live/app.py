@@ -6,7 +6,7 @@ Per request: check the API key and its rate limit when keys are configured (401 
 size (413, `grid.live.security.BodyLimit`, a backstop for servers built without those limits), the
 content type (415), validate the body (400 in OpenAI's shape), the model (404) and the
 population (`grid.live.intake`: header, `MODEL@POPULATION`, `user`, the key's, the default), count
-the prompt tokens (`grid.live.text`), then hand it to `GridGateway.handle`. Errors always come in
+the prompt tokens (`grid.live.tokenizer`: Qwen's), then hand it to `GridGateway.handle`. Errors always come in
 OpenAI's shape, never as a bare traceback page.
 
 The app owns one `prometheus_client.CollectorRegistry` (`app.state.registry`, served at `/metrics`)
@@ -31,12 +31,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from grid.live import openai_api as api
+from grid.live import tokenizer
 from grid.live.admin import add_admin_routes
 from grid.live.cluster import ZoneHandles
 from grid.live.dashboard import DashboardStats, world_json, zones_json
-from grid.live.gateway import GatewaySettings, GridGateway
+from grid.live.gateway import GatewaySettings, GridGateway, received_at
+from grid.live.http_limits import RECEIVED_AT
 from grid.live.security import BodyLimit, check_key_populations
-from grid.live.text import chat_template, count_tokens
 from grid.scenario import Scenario
 from grid.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from grid.telemetry.metrics import GridMetrics
@@ -132,6 +133,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        # Qwen's vocabulary loads once (≈0.3–0.7 s), off the event loop, before the first request needs it.
+        await asyncio.to_thread(tokenizer.encoding)
         await gateway.start()
         try:
             yield
@@ -146,6 +149,7 @@ def create_app(
         registry, scenario, policy=gateway.policy.name, hedging=gateway.hedging is not None
     )
     gateway.loop_lag.register(registry)
+    gateway.register_intake(registry)
     app.state.http_limits = settings.http_limits  # uvicorn_config reads it
     app.state.keep_alive_s = settings.keep_alive_s  # and this
     app.add_middleware(BodyLimit, max_bytes=settings.http_limits.max_body_bytes)
@@ -188,6 +192,7 @@ def create_app(
 
     async def accept(request: Request, schema):
         """Key check, body, model and population: what every inference endpoint does first."""
+        received_at.set(request.scope.get(RECEIVED_AT))  # where its TTFT starts (GridGateway.handle)
         key = authorize(request)
         api.check_content_type(request.headers)
         body = api.parse_body(schema, await request.body())
@@ -202,8 +207,9 @@ def create_app(
     )
     async def chat_completions(request: Request):
         body, population = await accept(request, api.ChatCompletionRequest)
-        prompt = chat_template([(m.role, m.text()) for m in body.messages])
-        return await unless_hung_up(request, gateway.handle(True, body, count_tokens(prompt), population))
+        messages = [(m.role, m.text()) for m in body.messages]
+        prompt_tokens = await tokenizer.count_chat_async(messages, body.enable_thinking)
+        return await unless_hung_up(request, gateway.handle(True, body, prompt_tokens, population))
 
     @app.post(
         "/v1/completions",
@@ -212,11 +218,8 @@ def create_app(
     )
     async def completions(request: Request):
         body, population = await accept(request, api.CompletionRequest)
-        prompt = body.prompt
-        if isinstance(prompt, list):
-            prompt_tokens = len(prompt) if prompt and isinstance(prompt[0], int) else count_tokens(prompt[0])
-        else:
-            prompt_tokens = count_tokens(prompt)
+        prompt = body.single_prompt  # token ids count as themselves
+        prompt_tokens = len(prompt) if isinstance(prompt, list) else await tokenizer.count_async(prompt)
         return await unless_hung_up(request, gateway.handle(False, body, max(1, prompt_tokens), population))
 
     @app.get("/v1/models", responses={"401": _ERROR_RESPONSE})

@@ -57,6 +57,7 @@ def up_settings(args, scenario, admin_token: str | None, api_keys: str | None) -
         drain_grace_s=float(_arg(args, "drain_grace_s", GatewaySettings.drain_grace_s)),
         keep_alive_s=float(_arg(args, "keep_alive_s", GatewaySettings.keep_alive_s)),
         list_model_aliases=bool(_arg(args, "list_model_aliases", False)),
+        stream_chunk_tokens=int(_arg(args, "stream_chunk_tokens", GatewaySettings.stream_chunk_tokens)),
     )
 
 
@@ -122,11 +123,16 @@ def demo(args) -> int:
     print("\n=== SIMULATED (same scenario, arrivals, rate, duration, seed) ===")
     print(format_table(sim))
     print("\n=== live vs simulated ===")
-    print(format_comparison(live.report, sim))
+    print(format_comparison(live.report, sim, live.client))
     client = live.client
     if client.get("client_ttft_s"):
         print(
             f"load generator: {client['sent']} sent, statuses {client['statuses']}, "
             f"send lateness p99 {client['send_lateness_s'].get('p99', 0) * 1000:.1f} ms"
+        )
+    if live.intake_s and live.intake_s["count"]:
+        print(
+            f"gateway intake (a request's first byte to its handler): mean {live.intake_s['mean'] * 1000:.1f} ms, "
+            f"p99 ≤ {live.intake_s['p99'] * 1000:g} ms"
         )
     return 0

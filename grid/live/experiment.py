@@ -58,6 +58,7 @@ class LiveResult:
     startup_s: float
     zone_reports: list[dict]  # each zone actor's load report once the clients are done
     hedges: dict[str, int] | None  # the gateway's hedge counts (None: the policy does not hedge)
+    intake_s: dict[str, float] | None = None  # the gateway's own wait before handlers: mean, p99 (bucket bound)
 
 
 def run_live(
@@ -118,6 +119,7 @@ async def _run_live(
         client = await loop.run_in_executor(None, load.result, drain_s + 30.0)
         zone_reports = [await link.actor.report.remote() for link in gateway.links]
         hedges = dict(gateway.hedging.counts) if gateway.hedging is not None else None
+        intake = histogram_summary(gateway.intake_histogram) if gateway.intake_histogram is not None else None
         figures = [
             ZoneFigures(a.work_s - b.work_s, a.area_queued - b.area_queued, a.area_in_system - b.area_in_system)
             for a, b in zip(after, before, strict=True)
@@ -130,10 +132,24 @@ async def _run_live(
             "report_interval_s": gateway.report_interval_s,
         }
         report = build_report(scenario, gateway.world, stats, figures, duration_s, meta, in_flight)
-        return LiveResult(report, client, startup_s, zone_reports, hedges)
+        return LiveResult(report, client, startup_s, zone_reports, hedges, intake)
     finally:
         server.should_exit = True
         await server_task
+
+
+def histogram_summary(histogram) -> dict[str, float]:
+    """Mean and p99 (the upper bound of the bucket that holds it) of a prometheus_client Histogram."""
+    buckets, total, count = [], 0.0, 0.0
+    for sample in histogram.collect()[0].samples:
+        if sample.name.endswith("_bucket"):
+            buckets.append((float(sample.labels["le"]), sample.value))
+        elif sample.name.endswith("_sum"):
+            total = sample.value
+        elif sample.name.endswith("_count"):
+            count = sample.value
+    p99 = next((bound for bound, cumulative in buckets if cumulative >= 0.99 * count), math.inf) if count else math.nan
+    return {"mean": total / count if count else math.nan, "p99": p99, "count": count}
 
 
 def with_policy_and_seed(scenario: Scenario, policy: str | None, seed: int) -> Scenario:
@@ -147,36 +163,52 @@ def run_simulated(scenario: Scenario, policy: str | None, duration_s: float, rat
     return sim.run()
 
 
-def compare_rows(live: Report, sim: Report) -> list[tuple[str, float, float, float]]:
-    """(figure, live, simulated, live/sim − 1) for the grid's TTFT and E2E p50/p90/p99."""
+def compare_rows(live: Report, sim: Report, client: dict | None = None) -> list[tuple[str, float, float, float, float]]:
+    """(figure, gateway, client, simulated, gateway/sim − 1) for the grid's TTFT and E2E p50/p90/p99:
+    the gateway's measure (from the request's first byte at the server), the load generator's own
+    (`client`, `grid.live.loadgen`; NaN without one) and the simulator's."""
     rows = []
+    client = client or {}
     for metric in ("ttft_s", "e2e_s"):
         for q in ("p50", "p90", "p99"):
             a = getattr(live.grid, metric).get(q, math.nan)
+            c = client.get(f"client_{metric}", {}).get(q, math.nan)
             b = getattr(sim.grid, metric).get(q, math.nan)
-            rows.append((f"{metric[:-2].upper()} {q}", a, b, a / b - 1.0 if b and b == b else math.nan))
+            rows.append((f"{metric[:-2].upper()} {q}", a, c, b, a / b - 1.0 if b and b == b else math.nan))
     return rows
 
 
 FIDELITY_TARGETS = {"p50": 0.10, "p90": None, "p99": 0.20}  # |live/sim − 1| allowed, per quantile
 
 
-def fidelity_misses(live: Report, sim: Report) -> list[str]:
-    """The TTFT/E2E quantiles outside the fidelity targets (p50 within 10%, p99 within 20%)."""
+def fidelity_misses(live: Report, sim: Report, client: dict | None = None) -> list[str]:
+    """The TTFT/E2E quantiles outside the fidelity targets (p50 within 10%, p99 within 20%), as the
+    gateway measured them and, given the load generator's figures, as the client did."""
     misses = []
-    for name, a, b, rel in compare_rows(live, sim):
+    for name, a, c, b, _ in compare_rows(live, sim, client):
         limit = FIDELITY_TARGETS[name.split()[-1]]
-        if limit is not None and not abs(rel) <= limit:
-            misses.append(
-                f"{name}: live {a * 1000:.0f} ms vs sim {b * 1000:.0f} ms ({rel * 100:+.1f}%, target ±{limit:.0%})"
-            )
+        if limit is None or b != b or not b:
+            continue
+        for where, value in (("gateway", a), ("client", c)):
+            if where == "client" and client is None:
+                continue
+            rel = value / b - 1.0
+            if not abs(rel) <= limit:
+                misses.append(
+                    f"{name} ({where}): live {value * 1000:.0f} ms vs sim {b * 1000:.0f} ms "
+                    f"({rel * 100:+.1f}%, target ±{limit:.0%})"
+                )
     return misses
 
 
-def format_comparison(live: Report, sim: Report) -> str:
-    lines = [f"{'grid, client side':<18}{'live ms':>10}{'sim ms':>10}{'live vs sim':>13}"]
-    for name, a, b, rel in compare_rows(live, sim):
-        lines.append(f"{name:<18}{a * 1000:>10.0f}{b * 1000:>10.0f}{rel * 100:>+12.1f}%")
+def format_comparison(live: Report, sim: Report, client: dict | None = None) -> str:
+    """Live (the gateway's measure, and the client's when given) beside simulated."""
+    head = f"{'grid':<18}{'gateway ms':>11}{'client ms':>11}{'sim ms':>10}{'gateway vs sim':>16}{'client vs sim':>15}"
+    lines = [head]
+    for name, a, c, b, rel in compare_rows(live, sim, client):
+        client_rel = c / b - 1.0 if b and b == b else math.nan
+        ms = f"{name:<18}{a * 1000:>11.0f}{c * 1000:>11.0f}{b * 1000:>10.0f}"
+        lines.append(f"{ms}{rel * 100:>+15.1f}%{client_rel * 100:>+14.1f}%")
     lg, sg = live.grid, sim.grid
     lines.append(
         f"{'completed':<18}{lg.completed:>10}{sg.completed:>10}    "

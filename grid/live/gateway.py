@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from fastapi.responses import Response, StreamingResponse
@@ -67,6 +68,10 @@ DRAIN_POLL_S = 0.05
 REAP_AFTER_DEADLINE_S = 5.0  # a request still open this long after its deadline is closed (abort)
 
 log = logging.getLogger(__name__)
+
+# The monotonic time a request's first byte reached the server (`http_limits.RECEIVED_AT`), set by the
+# app for the request's task before it calls `handle`; None when the server stamps none.
+received_at: ContextVar[float | None] = ContextVar("grid_received_at", default=None)
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,9 @@ class GatewaySettings:
     # ALB 60 s), like nginx's default (75 s), so the client side always closes first (grid up --keep-alive).
     keep_alive_s: float = 75.0
     list_model_aliases: bool = False  # /v1/models also lists MODEL@POPULATION (grid up --list-model-aliases)
+    # Tokens per SSE chunk: 1 is vLLM's stream (a chunk per decode step); more costs the gateway less
+    # CPU per token and shows chunk-timing clients bursts (grid up --stream-chunk-tokens).
+    stream_chunk_tokens: int = 1
 
 
 @dataclass
@@ -104,6 +112,7 @@ class _Live:
     """An accepted request until it ends."""
 
     request: GridRequest
+    handled_s: float = 0.0  # when its handler began (its arrival: when it reached the server, earlier)
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     deadline_s: float = math.inf
     admitted: bool = False  # the current attempt's zone holds it
@@ -125,14 +134,14 @@ class GridGateway(GatewayState):
     def deliver(self, zi: int, updates: list) -> None:
         """Zone `zi`'s updates to the requests (or hedge copies) waiting for them."""
         live = self.live
-        for rid, kind, tokens, t_s, first_s in updates:
-            item = live.get(rid)
+        for update in updates:
+            item = live.get(update[0])
             if item is None:
                 continue
             if item.request.zone == zi:
-                item.queue.put_nowait((kind, tokens, t_s, first_s))
+                item.queue.put_nowait(update[1:])
             elif item.hedge is not None and item.hedge.request.zone == zi:  # a hedge copy (same id, its zone)
-                item.hedge.queue.put_nowait((kind, tokens, t_s, first_s))
+                item.hedge.queue.put_nowait(update[1:])
 
     def fail_admitted(self, zi: int, keep: str | None, dead: str | None) -> list[int]:
         """Fail the requests admitted on zone `zi` — all of them, or those of incarnation `dead`,
@@ -147,7 +156,7 @@ class GridGateway(GatewayState):
                 if dead is not None and leg.incarnation != dead:
                     continue
                 leg.admitted = False
-                leg.queue.put_nowait((UPDATE_FAILED, 0, -math.inf, -1.0))
+                leg.queue.put_nowait((UPDATE_FAILED, 0, -math.inf, -1.0, None))
                 failed.append(leg.request.id)
         return failed
 
@@ -161,11 +170,16 @@ class GridGateway(GatewayState):
         rid = self.last_id = self.last_id + 1
         text_seed = body.seed if body.seed is not None else rid  # the answer's text is known before routing
         output, finish = self.intake.apply_stop(output, finish, text_seed, body.stop_sequences)
-        arrival = self.now()
+        handled = self.now()
+        # The request arrived when its first byte reached the server (its TTFT and E2E start there, as
+        # the client's do): the gateway's own queueing and parsing before this handler count.
+        received = self.since_start(received_at.get())
+        arrival = handled if received is None else min(handled, max(0.0, received))
+        self.observe_intake(handled - arrival)
         request = GridRequest(rid, population, prompt_tokens, output, arrival, finish)
         if not self.dispatch.arrive(request, arrival):  # over the context: ended, rejected
             raise self.intake.context_error(chat, prompt_tokens)
-        live = _Live(request)
+        live = _Live(request, handled_s=handled)
         self.live[rid] = live
         timeout = self.settings.request_timeout_s
         live.deadline_s = arrival + timeout
@@ -223,9 +237,10 @@ class GridGateway(GatewayState):
             now = self.now()
             if now >= live.deadline_s or live.stopped_by:
                 raise self.stop_error(live)
-            # When the attempt leaves, on the model's clock: the first at the request's arrival (the
-            # gateway's own handling is not the network's), a retry when it is decided.
-            sent_s = request.arrival_s if not attempts.zones else now
+            # When the attempt leaves, on the model's clock: the first when its handler began (routing
+            # is not the network's time; the wait before the handler is the gateway's and counts), a
+            # retry when it is decided.
+            sent_s = live.handled_s if not attempts.zones else now
             if not attempts.zones:
                 zi = self.dispatch.route(request, now)
                 if zi >= 0:
@@ -331,9 +346,9 @@ class GridGateway(GatewayState):
     def stop_request(self, live: _Live, why: str) -> None:
         """Tell whoever serves the request to end it now (`stop_error` says how)."""
         live.stopped_by = live.stopped_by or why
-        live.queue.put_nowait((UPDATE_STOP, 0, -math.inf, -1.0))
+        live.queue.put_nowait((UPDATE_STOP, 0, -math.inf, -1.0, None))
         if live.hedge is not None:  # a copy racing alone must stop waiting too
-            live.hedge.queue.put_nowait((UPDATE_STOP, 0, -math.inf, -1.0))
+            live.hedge.queue.put_nowait((UPDATE_STOP, 0, -math.inf, -1.0, None))
 
     def _reap(self, live: _Live) -> None:
         """Backstop: nobody served this request (its response was never started)."""
@@ -403,17 +418,35 @@ class GridGateway(GatewayState):
             hedge.admitted = False
             self.cancel_on_zone(hedge.request.zone, request.id)
 
-    def finished(self, live: _Live, ttft: float, e2e: float) -> None:
+    def finished(
+        self,
+        live: _Live,
+        ttft: float,
+        e2e: float,
+        itl_s: list[float] | None = None,
+        phases: tuple[float, float] | None = None,
+    ) -> None:
+        """A request completed: TTFT and E2E as its client saw them, the gaps between its chunks as
+        sent (None: not streamed), and its zone's (queue, prefill) times."""
         request = live.request
         # Zone-side times on the gateway's clock, as the simulator's requests carry them: a policy's
         # `observe` adds the half RTT back (`hedged` learns its client-side TTFT threshold that way).
         half = 0.5 * request.rtt_s
         request.first_token_s = request.arrival_s + ttft - half
         request.finish_s = request.arrival_s + e2e - half
+        if phases is not None:  # so vLLM's queue, prefill and inference histograms fill as in the simulator
+            request.scheduled_s = request.first_token_s - phases[1]
+            request.admit_s = request.scheduled_s - phases[0]
         self.health[request.zone].request_ok()
-        self.close(live, request.finish_reason, client_times(request))
+        self.close(live, request.finish_reason, client_times(request), itl_s)
 
-    def close(self, live: _Live, status: str, times: tuple[float, float, float] | None = None) -> None:
+    def close(
+        self,
+        live: _Live,
+        status: str,
+        times: tuple[float, float, float] | None = None,
+        itl_s: list[float] | None = None,
+    ) -> None:
         """The one place an accepted request ends: into the dispatch core (stats, metrics, the
         policy's feedback) once, then the `on_request_end` callbacks. `times`: TTFT, TPOT, E2E."""
         if live.closed:
@@ -428,7 +461,7 @@ class GridGateway(GatewayState):
         attempts = live.attempts
         outcome_status = CANCELLED if status == ABORT else status
         if times is not None:
-            outcome = Outcome(outcome_status, request.zone, *times, retries=attempts.retries)
+            outcome = Outcome(outcome_status, request.zone, *times, retries=attempts.retries, itl_s=itl_s)
         else:
             outcome = Outcome(outcome_status, request.zone, retries=attempts.retries, reason=attempts.reason)
         self.dispatch.end(request, outcome, attempts, self.now())

@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry, Histogram
+
 from grid.dispatch.core import Dispatch
 from grid.dispatch.recording import StatsSink
 from grid.dispatch.settings import DispatchSettings, build_view
@@ -52,6 +54,17 @@ METRICS_TICK_S = 1.0  # cost, energy and carbon accrue this often
 # gateway's RSS grew 18% in 150 s. The start-up heap is frozen, so a full collection walks only what
 # was made since: 4 ms median, 9 ms at most under that soak (benchmarks/hostile_soak.py).
 FULL_GC_EVERY_S = 10.0
+INTAKE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def intake_histogram(registry: CollectorRegistry) -> Histogram:
+    """`grid_gateway_intake_seconds`: a request's first byte at the server to its handler starting."""
+    return Histogram(
+        "grid_gateway_intake_seconds",
+        "From a request's first byte reaching the server to its handler starting (the gateway's own wait).",
+        buckets=INTAKE_BUCKETS,
+        registry=registry,
+    )
 
 
 class GatewayState:
@@ -124,6 +137,7 @@ class GatewayState:
         self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once started
         self.on_request_end: list[Callable[[RequestRecord], None]] = []
         self._metrics: GridMetrics | None = None  # set by create_app: the Prometheus families
+        self.intake_histogram: Histogram | None = None  # set by `register_intake`
         self.api_keys = ApiKeys(settings.api_keys, settings.api_key_rps, settings.api_key_burst)
         self.faults = FaultController(self)
         # what the drills read (bounded): (t, from, to), (t, zone); the health log is the monitor's
@@ -159,6 +173,22 @@ class GatewayState:
     def now(self) -> float:
         """Seconds since the gateway started: the only clock the gateway reads."""
         return self._clock() - self._t0
+
+    def register_intake(self, registry: CollectorRegistry) -> None:
+        self.intake_histogram = intake_histogram(registry)
+
+    def observe_intake(self, delay_s: float) -> None:
+        """The wait between a request reaching the server and its handler starting (parsing, the
+        event loop's queue): the gateway's own latency, which the simulator does not model."""
+        if self.intake_histogram is not None:
+            self.intake_histogram.observe(delay_s)
+
+    def since_start(self, monotonic_s: float | None) -> float | None:
+        """A `time.monotonic()` reading (the server's receipt stamp) on the gateway's clock; None
+        without one, or when the gateway runs on another clock (a test's)."""
+        if monotonic_s is None or self._clock is not time.monotonic:
+            return None
+        return monotonic_s - self._t0
 
     async def start(self) -> None:
         loop = self.loop = asyncio.get_running_loop()

@@ -21,6 +21,9 @@ answered in OpenAI's error shape with `connection: close`, then the connection l
 followed by a FIN and what the client still sends is read and dropped for up to `linger_s`, because
 closing a socket with unread input sends a reset that can destroy the answer before it is read.
 
+Each request's scope carries `RECEIVED_AT` (`time.monotonic()` when its first byte was parsed), where
+the gateway's TTFT and E2E clocks start, so its own queueing counts as the client's latency does.
+
 Keep-alive idle connections keep uvicorn's `timeout_keep_alive`. Without httptools (uvicorn's h11
 fallback) only the head size is bounded (h11's `max_incomplete_event_size`; answered 400): see
 `uvicorn_options`.
@@ -32,6 +35,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from asyncio import TimerHandle
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,6 +100,9 @@ def refusal_bytes(error: api.ApiError, default_headers: Sequence[tuple[bytes, by
 
 def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
+
+
+RECEIVED_AT = "grid.received_at_s"  # scope key: monotonic time of the request's first byte
 
 
 def _kib(n: int) -> str:
@@ -199,6 +206,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc,valid-ty
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope[RECEIVED_AT] = time.monotonic()  # type: ignore[literal-required]
         self._head_begun = True
         self._head_fields = 0
 

@@ -2,9 +2,9 @@
 
 Each arrival becomes a chat completion sent at its time, whatever happened to earlier ones (open
 loop, like `vllm bench serve --request-rate`). The prompt is built to count exactly the drawn prompt
-tokens (grid.live.text), and `max_tokens` = the drawn output tokens with `ignore_eos`, so the live
-grid serves the very requests the simulator sees. Runs in its own process (`spawn_load`), so the
-client's CPU does not share an interpreter with the gateway.
+tokens (Qwen's, grid.live.tokenizer), and `max_tokens` = the drawn output tokens with `ignore_eos`,
+so the live grid serves the very requests the simulator sees. Runs in its own process
+(`spawn_load`), so the client's CPU does not share an interpreter with the gateway.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from grid.live.text import CHAT_OVERHEAD_TOKENS, filler_words
+from grid.live.text import filler_words
+from grid.live.tokenizer import CHAT_OVERHEAD_TOKENS
 
 
 @dataclass

@@ -16,8 +16,9 @@ Honest semantics: a field is either served or refused, never silently dropped.
   other than text, audio output; on completions `echo`, `best_of` > 1, `suffix`.
 - Unknown fields are ignored (clients send many).
 Every number and list is bounded, so no input is ever formatted or walked at unbounded cost: integers
-fit int64 (token ids int32), at most 2,048 messages, and a number too long for the JSON parser (more
-than 4,300 digits) is a 400 naming its field, not an opaque "invalid JSON".
+fit int64 (token ids Qwen3's vocabulary, as vLLM checks them), at most 2,048 messages, and a number
+too long for the JSON parser (more than 4,300 digits) is a 400 naming its field, not an opaque
+"invalid JSON". A token-id prompt is `[1, 2]` or a batch of one, `[[1, 2]]`; larger batches are a 400.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from grid.live import tokenizer
 from grid.live.api_errors import (  # noqa: F401  (the errors are part of this surface: api.ApiError, …)
     UNSUPPORTED,
     ApiError,
@@ -47,7 +49,7 @@ from grid.live.api_errors import (  # noqa: F401  (the errors are part of this s
 )
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # OpenAI's and vLLM's range for `seed`; bounds every integer
-MAX_TOKEN_ID = 2**31 - 1  # tokenizers hold token ids as int32
+MAX_TOKEN_ID = tokenizer.MODEL_VOCAB_SIZE - 1  # above it vLLM answers "Token id … is out of vocabulary"
 MAX_STOP = 4  # OpenAI: "Up to 4 sequences where the API will stop generating further tokens"
 # Real stop sequences are short delimiters ("\n\n", "</answer>", "Observation:"); an engine checks each
 # one after every token over the last len(stop) characters, so a bound keeps that work per token small.
@@ -176,11 +178,12 @@ class Message(BaseModel):
     content: str | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS, fail_fast=True)] | None = None
 
     def text(self) -> str:
+        """The content as the chat template sees it: text parts joined by "\\n", as vLLM joins them."""
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "\n".join(part.text for part in self.content)
 
 
 _NO_LOGPROBS = "the grid serves synthetic text, with no token probabilities"
@@ -213,6 +216,12 @@ class ChatCompletionRequest(_Common):
         _refuse_unless(lambda v: set(v) <= {"text"}, 'only the "text" modality is supported'),
     ] = None
     audio: Annotated[dict[str, Any] | None, _refuse_unless(lambda v: False, "audio output is not supported")] = None
+    chat_template_kwargs: dict[str, Any] | None = None  # vLLM's; Qwen3's template reads `enable_thinking`
+
+    @property
+    def enable_thinking(self) -> bool:
+        """Qwen3's template closes the thinking block up front only for an explicit `false`."""
+        return not (self.chat_template_kwargs and self.chat_template_kwargs.get("enable_thinking") is False)
 
     @property
     def token_limit(self) -> int | None:
@@ -224,6 +233,10 @@ class CompletionRequest(_Common):
         str
         | Annotated[list[str], Field(max_length=MAX_PROMPT_TOKEN_IDS, fail_fast=True)]
         | Annotated[list[TokenId], Field(max_length=MAX_PROMPT_TOKEN_IDS, fail_fast=True)]
+        | Annotated[
+            list[Annotated[list[TokenId], Field(max_length=MAX_PROMPT_TOKEN_IDS, fail_fast=True)]],
+            Field(max_length=MAX_PROMPT_TOKEN_IDS, fail_fast=True),
+        ]  # a batch of token-id prompts: one is served
     )
     # Any number asks for log probabilities (0: the sampled tokens' own), so only null is harmless.
     logprobs: Annotated[
@@ -249,11 +262,17 @@ class CompletionRequest(_Common):
     @classmethod
     def _one_prompt(cls, value):
         if isinstance(value, list):
-            if not value:
+            if not value or (isinstance(value[0], list) and not value[0]):
                 raise ValueError("prompt must not be empty")
-            if isinstance(value[0], str) and len(value) > 1:
+            if isinstance(value[0], str | list) and len(value) > 1:
                 raise ValueError("only one prompt per request is supported")
         return value
+
+    @property
+    def single_prompt(self) -> str | list[int]:
+        """The one prompt: its text, or its token ids (`[1, 2]` and the batch of one `[[1, 2]]` alike)."""
+        prompt = self.prompt
+        return prompt[0] if isinstance(prompt, list) and isinstance(prompt[0], str | list) else prompt
 
     @property
     def token_limit(self) -> int | None:
@@ -340,6 +359,14 @@ class ChunkWriter:
             "model": model,
         }
         self._first = True
+        # The common chunk (no role, no finish, no running usage), one per token, as two byte strings
+        # around the JSON of its text: the same bytes as `_event` builds, at a fraction of its cost.
+        head = json.dumps(self._head, separators=(",", ":"))[:-1]
+        opening = '"delta":{"content":' if chat else '"text":'
+        closing = "}" if chat else ""
+        tail = ',"usage":null}' if include_usage else "}"
+        self._plain_head = f'data: {head},"choices":[{{"index":0,{opening}'.encode()
+        self._plain_tail = f'{closing},"logprobs":null,"finish_reason":null}}]{tail}\n\n'.encode()
 
     def _event(self, choices: list, use: dict | None = None) -> bytes:
         payload = {**self._head, "choices": choices}
@@ -348,6 +375,8 @@ class ChunkWriter:
         return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
     def content(self, text: str, finish: str | None = None, tokens_so_far: int = 0) -> bytes:
+        if finish is None and not self.continuous_usage and not (self.chat and self._first):
+            return self._plain_head + json.dumps(text).encode() + self._plain_tail
         use = usage(self.prompt_tokens, tokens_so_far) if self.continuous_usage else None
         if self.chat:
             delta: dict[str, str] = {"content": text}

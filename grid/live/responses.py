@@ -23,7 +23,8 @@ from fastapi.responses import JSONResponse
 
 from grid.live import openai_api as api
 from grid.live.text import generate_pieces
-from grid.live.zone_actor import UPDATE_DONE, UPDATE_FAILED
+from grid.live.token_pacing import TokenPacer
+from grid.live.zone_actor import UPDATE_DONE, UPDATE_FAILED, UPDATE_FIRST
 from grid.routing.view import GridView
 from grid.serving.request import ERROR, REJECTED
 from grid.serving.request import Request as GridRequest
@@ -144,7 +145,7 @@ async def complete(
     request = live.request
     while True:
         item = await final_update(live.queue)
-        kind, _, t_s, first_s = item
+        kind, _, t_s, first_s, phases = item
         if kind == UPDATE_STOP:
             return gateway.stop_error(live).response()
         if kind != UPDATE_FAILED:
@@ -159,7 +160,7 @@ async def complete(
         await asyncio.sleep(delay)
     e2e = gateway.now() - request.arrival_s
     ttft = e2e - (t_s - first_s)  # the first token left the zone t_s − first_s before the last one
-    gateway.finished(live, ttft, e2e)
+    gateway.finished(live, ttft, e2e, None, phases)
     use = api.usage(request.prompt_tokens, request.output_tokens)
     text = "".join(generate_pieces(request.output_tokens, text_seed))
     build = api.chat_completion if chat else api.text_completion
@@ -168,57 +169,67 @@ async def complete(
 
 
 async def stream(gateway: GridGateway, live: _Live, writer: api.ChunkWriter, text_seed: int, half: float, first):
-    """The answer as server-sent events, each piece when it reaches the client."""
+    """The answer as server-sent events, each chunk when it reaches the client: paced token by token
+    from the zone's promises (`grid.live.token_pacing`); chunks already due go out in one write."""
     request = live.request
     pieces = generate_pieces(request.output_tokens, text_seed)
     queue = live.queue
     now = gateway.now
-    sent = 0
-    first_s = math.nan
-    shift = half - gateway.monitor.clock_offset_s[request.zone]
+    pacer = TokenPacer(gateway.settings.stream_chunk_tokens)
+    shift = half - gateway.monitor.clock_offset_s[request.zone]  # zone clock → the client's receipt
+    first_sent = last_sent = math.nan
+    gaps: list[float] = []  # between chunks as sent: vLLM's inter-token latency
+    phases = None
     item = first
     try:
         while True:
-            if item is None:
-                item = await queue.get()
-            kind, tokens, t_s, _ = item
-            item = None
-            if kind == UPDATE_STOP:
-                err = gateway.stop_error(live)
-                yield writer.error(err)
-                yield writer.DONE
-                return
-            delay = t_s + shift - now()
+            # Every update that is here first; wait for one only when no chunk is promised.
+            while item is not None or not queue.empty() or (upcoming := pacer.next_chunk()) is None:
+                if item is None:
+                    item = queue.get_nowait() if not queue.empty() else await queue.get()
+                kind, tokens, t_s, first_s, item_phases = item
+                item = None
+                if kind == UPDATE_STOP:
+                    yield writer.error(gateway.stop_error(live))
+                    yield writer.DONE
+                    return
+                if kind == UPDATE_FAILED:
+                    delay = t_s + shift - now()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    yield writer.error(midstream_failure(gateway, live))
+                    yield writer.DONE
+                    return
+                if kind == UPDATE_DONE:
+                    pacer.finish(request.output_tokens, t_s, first_s)
+                    phases = item_phases
+                elif kind == UPDATE_FIRST:
+                    pacer.first(t_s)
+                else:
+                    pacer.promise(tokens, t_s)
+            delay = upcoming[1] + shift - now()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if kind == UPDATE_FAILED:
-                zi = request.zone
-                gateway.midstream_log.append((now(), zi))
-                gateway.counts["midstream_failed"] += 1
-                gateway.attempt_failed(live, zi, "error")
-                gateway.close(live, ERROR)
-                yield writer.error(
-                    api.ApiError(
-                        503,
-                        f"Zone {gateway.world.zone_ids[zi]} failed while serving the request.",
-                        type_="service_unavailable",
-                        code="zone_failed",
-                    )
-                )
-                yield writer.DONE
-                return
-            done = kind == UPDATE_DONE
-            if done:
-                tokens = request.output_tokens
-            if tokens > sent or done:
-                chunk = writer.content("".join(pieces[sent:tokens]), request.finish_reason if done else None, tokens)
-                sent = tokens
-                if first_s != first_s:  # NaN: this is the first token
-                    first_s = now()
-                yield chunk
-            if done:
-                end_s = now()
-                gateway.finished(live, first_s - request.arrival_s, end_s - request.arrival_s)
+                continue  # an update may have come meanwhile (a stop, a new promise): read it first
+            out = []
+            t = now()
+            while upcoming is not None and upcoming[1] + shift <= t:
+                tokens, due_s = upcoming
+                last = pacer.done and tokens >= pacer.target
+                text = "".join(pieces[pacer.sent : tokens])
+                out.append(writer.content(text, request.finish_reason if last else None, tokens))
+                pacer.sent_chunk(tokens, due_s)
+                if first_sent != first_sent:  # NaN: this is the first chunk
+                    first_sent = t
+                else:
+                    gaps.append(t - last_sent)
+                last_sent = t
+                if last:
+                    break
+                upcoming = pacer.next_chunk()
+            yield b"".join(out) if len(out) > 1 else out[0]
+            if pacer.complete:
+                gateway.finished(live, first_sent - request.arrival_s, t - request.arrival_s, gaps, phases)
                 if writer.include_usage:
                     yield writer.usage(api.usage(request.prompt_tokens, request.output_tokens))
                 yield writer.DONE
@@ -226,3 +237,18 @@ async def stream(gateway: GridGateway, live: _Live, writer: api.ChunkWriter, tex
     finally:
         if not live.closed:  # the client went away: free the zone
             gateway.abandon(live, ABORT)
+
+
+def midstream_failure(gateway: GridGateway, live: _Live) -> api.ApiError:
+    """A stream's zone failed after tokens reached the client: the request ends, as an error event."""
+    zi = live.request.zone
+    gateway.midstream_log.append((gateway.now(), zi))
+    gateway.counts["midstream_failed"] += 1
+    gateway.attempt_failed(live, zi, "error")
+    gateway.close(live, ERROR)
+    return api.ApiError(
+        503,
+        f"Zone {gateway.world.zone_ids[zi]} failed while serving the request.",
+        type_="service_unavailable",
+        code="zone_failed",
+    )

@@ -1,52 +1,36 @@
-"""Synthetic text and honest token counting for the live grid.
+"""Synthetic text for the live grid, which serves no real model.
 
-The grid serves no real model, so it needs a tokenizer of its own to count prompts and to say how
-many tokens an answer holds. **A token here is a word piece**: optional leading whitespace followed by
-either a run of 1–8 letters/digits/underscores or one other visible character. Every character of a
-text belongs to exactly one token (trailing whitespace is a token of its own), so counts are
-additive-free and honest: `count_tokens(text)` is what the gateway reports as `prompt_tokens`, and
-every generated answer re-tokenizes to exactly its `completion_tokens`.
+Every answer is counted with Qwen's tokenizer (`grid.live.tokenizer`): it is built of pieces that are
+each one Qwen token and that Qwen's pre-tokenizer keeps apart — words of `_WORDS` (each one token
+bare, with a leading space and capitalized: tests/live/test_tokenizer.py checks all 4 forms) and
+sentence-end marks — so the answer of `completion_tokens` pieces re-tokenizes to exactly that count.
 
-Generated text is deterministic per seed: a sentence-shaped stream of short words (each ≤ 8 letters,
-one token with its leading space) and punctuation (one token each). It is **prefix-stable**: the
-answer of n tokens is the first n tokens of the answer of any m > n tokens (same seed). So a stop
-sequence can be found before the request is routed (`stop_cut`): the answer is cut to the tokens
-before it and the zone generates only those, as vLLM stops generating when it sees a stop string.
+Generated text is deterministic per seed: a sentence-shaped stream of words and punctuation. It is
+**prefix-stable**: the answer of n tokens is the first n tokens of the answer of any m > n tokens
+(same seed). So a stop sequence can be found before the request is routed (`stop_cut`): the answer
+is cut to the tokens before it and the zone generates only those, as vLLM stops generating when it
+sees a stop string.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 
-TOKEN_RE = re.compile(r"\s*(?:\w{1,8}|[^\w\s])|\s+")
+from grid.live.tokenizer import CHAT_OVERHEAD_TOKENS
 
 _PROSE = (
-    "the grid routes each request to a zone where it is served best while demand follows the sun "
-    "across regions and every unit of work has a price and a carbon cost that vary by place and hour "
-    "power flows from supply to load through lines of finite capacity so a router must balance "
-    "latency queue depth and headroom when one region goes dark the others absorb its traffic and "
-    "users barely notice tokens stream back over the network one small piece at a time"
+    "the grid routes each request to a zone where it can run best while demand tracks the sun "
+    "over regions and every unit of work has a price and a carbon cost that change by place and hour "
+    "power moves from supply to load through lines of finite capacity so a router must balance "
+    "delay queue depth and free room when one region is dark the others take its traffic and "
+    "users never notice tokens stream back over the network one small piece at a time"
 )
-_WORDS = tuple(dict.fromkeys(w for w in _PROSE.split(" ") if len(w) <= 8))
+_WORDS = tuple(dict.fromkeys(_PROSE.split(" ")))
 _SENTENCE_END = (".", ".", ".", "!", "?")
 _MARKS_SALT = 0x5E17E9CE  # seeds the sentence-end stream apart from the word stream
-
-
-def count_tokens(text: str) -> int:
-    """Tokens in `text` (see the module docstring for what a token is)."""
-    return len(TOKEN_RE.findall(text))
-
-
-def chat_template(messages: list[tuple[str, str]]) -> str:
-    """The prompt a chat turns into: `<|role|>` headers, one line break around each content."""
-    return "".join(f"<|{role}|>\n{content}\n" for role, content in messages) + "<|assistant|>\n"
-
-
-CHAT_OVERHEAD_TOKENS = count_tokens(chat_template([("user", "")]))  # one user message, no content
 
 
 def generate_pieces(n_tokens: int, seed: int) -> list[str]:
@@ -60,7 +44,7 @@ def generate_pieces(n_tokens: int, seed: int) -> list[str]:
     capital = True
     since_stop = 0
     for i in range(n_tokens):
-        # Close a sentence every 6–14 words (a punctuation mark is one token), never as the first piece.
+        # Close a sentence every 6–14 words (a mark after a letter is a token of its own), never first.
         if since_stop >= 6 and i > 0 and pieces[-1][-1].isalnum() and marks.random() < 0.15:
             pieces.append(marks.choice(_SENTENCE_END))
             capital = True
@@ -98,12 +82,12 @@ def make_text(n_tokens: int, seed: int) -> str:
 
 
 def filler_words(n_words: int, seed: int = 0) -> str:
-    """Text of exactly `n_words` tokens (space-separated short words), for building prompts."""
+    """Text of exactly `n_words` Qwen tokens (space-separated words), for building prompts."""
     rng = random.Random(seed)
     return " ".join(rng.choices(_WORDS, k=n_words))
 
 
 def chat_content_for(prompt_tokens: int, seed: int = 0) -> str:
-    """A user message whose chat prompt (`chat_template`) counts `prompt_tokens` tokens (at least the
-    template's own overhead)."""
+    """A user message whose chat prompt (Qwen3's template, one message) counts `prompt_tokens` Qwen
+    tokens (at least the template's own `CHAT_OVERHEAD_TOKENS`)."""
     return filler_words(max(0, prompt_tokens - CHAT_OVERHEAD_TOKENS), seed)

@@ -22,10 +22,18 @@ Time: the model's times, not the transport's. A submitted request carries the ti
 zone (`at_s`, on the actor's clock: the gateway's arrival + rtt/2, translated with its estimate of the
 clock offset); the actor admits it then — or at the model's current time if the model has already
 moved past it — so a late Ray call or a busy CPU does not shift the request. Updates are tuples
-`(request id, kind, tokens, t_s, first_s)` stamped with the model time the tokens were produced:
-kind FIRST (the first token, at its time), TOKENS (tokens so far, at a stream tick), DONE (all
-output tokens, at the finish; `first_s` = the first token's time) and FAILED. The gateway delivers
-each one at t_s + rtt/2 (its clock), or at once if the update arrives later than that. What a request
+`(request id, kind, tokens, t_s, first_s, phases)` stamped with the model time the tokens were
+produced: kind FIRST (the first token, at its time), TOKENS (a promise: `tokens` by `t_s`), DONE (all
+output tokens, at the finish; `phases` = its vLLM queue and prefill times, s) and FAILED; `first_s`
+is the first token's time (−1 before it). The gateway delivers each one at t_s + rtt/2 (its clock).
+
+Streams are paced token by token (`grid.live.token_pacing`): a stream tick at `now` promises each
+streaming request's token count at `now + stream_interval_s`, read from the model's current decode
+run (`generated_tokens` extrapolates it), capped one short of the answer so the last token comes with
+DONE at its true time; a first token is followed at once by its first promise. The gateway spaces the
+tokens between two promises evenly, so a client sees one token per decode step, not one burst per
+tick, at the cost of one update per tick. A promise can run ahead of the model when a batch change
+slows its run (a new prompt's prefill): the next promise is then lower and the gateway waits. What a request
 is sent depends on its `notify` (the submit's 5th field): NOTIFY_NONE, DONE/FAILED only (a plain
 non-streaming answer); NOTIFY_STREAM, everything; NOTIFY_FIRST, FIRST then DONE/FAILED, no ticks (a
 non-streaming copy of a hedged request: the gateway must know which copy's first token came first).
@@ -62,7 +70,7 @@ from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
 log = logging.getLogger(__name__)
 
 UPDATE_FIRST, UPDATE_TOKENS, UPDATE_DONE, UPDATE_FAILED = 0, 1, 2, 3
-UPDATE_REPORT = 4  # fresh reports: (REPORT_ID, UPDATE_REPORT, load_fields(now), now, 0.0)
+UPDATE_REPORT = 4  # fresh reports: (REPORT_ID, UPDATE_REPORT, load_fields(now), now, 0.0, None)
 REPORT_ID = -1  # the id slot of a report update (request ids are positive)
 ADMITTED, BUSY, DOWN = 0, 1, 2  # submit answers: taken; refused (queue full, too large); zone down
 NOTIFY_NONE, NOTIFY_STREAM, NOTIFY_FIRST = 0, 1, 2  # which updates a request gets (True/False still work)
@@ -124,7 +132,7 @@ class ZoneActor:
         self._requests: dict[int, Request] = {}
         self._streaming: dict[int, list] = {}  # id -> [request, tokens already reported]
         self._first_only: set[int] = set()  # NOTIFY_FIRST requests whose first token is still to come
-        self._outbox: list[tuple[int, int, int, float, float]] = []
+        self._outbox: list[tuple] = []  # updates for the gateway (see "Time")
         self._poll_waiter: asyncio.Future | None = None
         self._wake: asyncio.Future | None = None
         self._next_tick = math.inf
@@ -195,7 +203,7 @@ class ZoneActor:
         out, self._outbox = self._outbox, []
         return accepted, out, self.incarnation
 
-    async def poll(self, max_wait_s: float = 1.0) -> tuple[str, list[tuple[int, int, int, float, float]]]:
+    async def poll(self, max_wait_s: float = 1.0) -> tuple[str, list[tuple]]:
         """(incarnation, every update since the last call); waits up to `max_wait_s` for the first one."""
         self._ensure_started()
         if not self._outbox:
@@ -315,7 +323,7 @@ class ZoneActor:
         outbox = self._outbox
         if outbox and outbox[-1][0] == REPORT_ID:
             outbox.pop()
-        outbox.append((REPORT_ID, UPDATE_REPORT, self._load(now), now, 0.0))
+        outbox.append((REPORT_ID, UPDATE_REPORT, self._load(now), now, 0.0, None))
         if self._poll_waiter is not None:
             _resolve(self._poll_waiter)
 
@@ -360,38 +368,44 @@ class ZoneActor:
         for kind, request in events:
             rid = request.id
             if kind == FIRST_TOKEN:
+                first_s = request.first_token_s
                 entry = self._streaming.get(rid)
                 if entry is not None:
                     entry[1] = 1
-                    outbox.append((rid, UPDATE_FIRST, 1, request.first_token_s, request.first_token_s))
+                    outbox.append((rid, UPDATE_FIRST, 1, first_s, first_s, None))
+                    self._promise(entry, now)  # its pace until the next tick
                     if self._next_tick == math.inf:
                         self._next_tick = now + self.stream_interval_s
                 elif rid in self._first_only:
                     self._first_only.discard(rid)
-                    outbox.append((rid, UPDATE_FIRST, 1, request.first_token_s, request.first_token_s))
+                    outbox.append((rid, UPDATE_FIRST, 1, first_s, first_s, None))
             elif kind == FINISHED:
                 self._requests.pop(rid, None)
                 self._streaming.pop(rid, None)
                 self._first_only.discard(rid)
-                outbox.append((rid, UPDATE_DONE, request.output_tokens, request.finish_s, request.first_token_s))
+                first_s = request.first_token_s
+                phases = (request.scheduled_s - request.admit_s, first_s - request.scheduled_s)
+                outbox.append((rid, UPDATE_DONE, request.output_tokens, request.finish_s, first_s, phases))
             elif kind == FAILED:
                 self._requests.pop(rid, None)
                 self._streaming.pop(rid, None)
                 self._first_only.discard(rid)
-                outbox.append((rid, UPDATE_FAILED, 0, now, request.first_token_s))
+                outbox.append((rid, UPDATE_FAILED, 0, now, request.first_token_s, None))
         if outbox and self._poll_waiter is not None:
             _resolve(self._poll_waiter)
 
     def _stream_tick(self, now: float) -> None:
-        zone = self.zone
-        outbox = self._outbox
-        for rid, entry in self._streaming.items():
-            request = entry[0]
-            if request.first_token_s < 0.0:
-                continue
-            tokens = zone.generated_tokens(request, now)
-            if tokens > entry[1]:
-                entry[1] = tokens
-                outbox.append((rid, UPDATE_TOKENS, tokens, now, request.first_token_s))
-        if outbox and self._poll_waiter is not None:
+        for entry in self._streaming.values():
+            if entry[0].first_token_s >= 0.0:
+                self._promise(entry, now)
+        if self._outbox and self._poll_waiter is not None:
             _resolve(self._poll_waiter)
+
+    def _promise(self, entry: list, now: float) -> None:
+        """Promise a streaming request's tokens by the next tick (see "Streams are paced"), if it grew."""
+        request = entry[0]
+        horizon = now + self.stream_interval_s
+        tokens = min(request.output_tokens - 1, self.zone.generated_tokens(request, horizon))
+        if tokens > entry[1]:
+            entry[1] = tokens
+            self._outbox.append((request.id, UPDATE_TOKENS, tokens, horizon, request.first_token_s, None))

@@ -82,7 +82,7 @@ class MetricsSink(Sink):
             zone,
             _seconds(outcome.ttft_s),
             _seconds(outcome.e2e_s),
-            None,  # ITL: the request's TPOT repeated, exact for the serving model
+            outcome.itl_s,  # None (simulated, not streamed): the request's TPOT repeated
             status,
         )
 

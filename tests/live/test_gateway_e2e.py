@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from grid.live.text import chat_template, count_tokens
+from grid.live.tokenizer import count, count_chat
 
 POPULATIONS = ("berlin", "new_york", "dallas")
 ZONES = ("frankfurt-1", "frankfurt-2", "mexico-1")
@@ -64,8 +64,8 @@ def test_chat_completion_usage_headers_and_honest_counts(live):
     assert choice["message"]["role"] == "assistant"
     assert choice["finish_reason"] == "stop"
     usage = body["usage"]
-    assert usage["prompt_tokens"] == count_tokens(chat_template([("user", content)]))
-    assert usage["completion_tokens"] == count_tokens(choice["message"]["content"]) >= 1
+    assert usage["prompt_tokens"] == count_chat([("user", content)])
+    assert usage["completion_tokens"] == count(choice["message"]["content"]) >= 1
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     # Default population (the scenario's first), and where it was served.
     assert r.headers["x-grid-population"] == "berlin"
@@ -86,7 +86,7 @@ def test_finish_reason_length_when_capped(live, field):
     r = chat(live, seed=5, **{field: 1})  # seed 5 draws more than one token (see the test above)
     body = r.json()
     assert body["choices"][0]["finish_reason"] == "length"
-    assert body["usage"]["completion_tokens"] == 1 == count_tokens(body["choices"][0]["message"]["content"])
+    assert body["usage"]["completion_tokens"] == 1 == count(body["choices"][0]["message"]["content"])
 
 
 def test_ignore_eos_gives_exactly_max_tokens(live):
@@ -121,8 +121,8 @@ def test_chat_streaming_with_usage(live):
     assert [c["choices"][0]["finish_reason"] for c in chunks] == [None] * (len(chunks) - 1) + ["stop"]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     usage = usage_chunk["usage"]
-    assert usage["completion_tokens"] == count_tokens(text)
-    assert usage["prompt_tokens"] == count_tokens(chat_template([("user", "Stream, please.")]))
+    assert usage["completion_tokens"] == count(text)
+    assert usage["prompt_tokens"] == count_chat([("user", "Stream, please.")])
     # The same seed without streaming gives the same text.
     assert chat(live, "Stream, please.", seed=9).json()["choices"][0]["message"]["content"] == text
 
@@ -138,7 +138,7 @@ def test_continuous_usage_stats_and_created_per_request(live):
     text = ""
     for c in chunks:
         text += c["choices"][0]["delta"].get("content", "")
-        assert c["usage"]["completion_tokens"] == count_tokens(text)
+        assert c["usage"]["completion_tokens"] == count(text)
         assert c["usage"]["prompt_tokens"] == final["usage"]["prompt_tokens"]
     assert chunks[-1]["usage"]["completion_tokens"] == final["usage"]["completion_tokens"] == 30
     assert before <= chunks[0]["created"] <= time.time()
@@ -155,7 +155,7 @@ def test_chat_streaming_without_usage_and_length(live):
     assert all("usage" not in c for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-    assert count_tokens(text) == 25
+    assert count(text) == 25
     assert len(chunks) > 1  # 25 tokens at ≈7 ms each arrive over several 10 ms stream ticks
 
 
@@ -168,8 +168,8 @@ def test_completions_non_streaming(live):
     assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
     (choice,) = body["choices"]
     assert set(choice) == {"index", "text", "logprobs", "finish_reason"}
-    assert body["usage"]["prompt_tokens"] == count_tokens("Once upon a time") == 4
-    assert body["usage"]["completion_tokens"] == count_tokens(choice["text"])
+    assert body["usage"]["prompt_tokens"] == count("Once upon a time") == 4
+    assert body["usage"]["completion_tokens"] == count(choice["text"])
     assert choice["finish_reason"] in ("stop", "length")
 
 
@@ -199,7 +199,7 @@ def test_completions_streaming_with_usage(live):
     chunks = events[:-2]
     assert all(c["object"] == "text_completion" for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
-    assert count_tokens("".join(c["choices"][0]["text"] for c in chunks)) == 12
+    assert count("".join(c["choices"][0]["text"] for c in chunks)) == 12
     assert events[-2]["usage"] == {"prompt_tokens": 2, "completion_tokens": 12, "total_tokens": 14}
 
 

@@ -24,7 +24,7 @@ import ray
 from grid.live.app import create_app
 from grid.live.cluster import ZoneHandles
 from grid.live.gateway import GatewaySettings
-from grid.live.text import count_tokens
+from grid.live.tokenizer import count
 from grid.live.zone_actor import ZoneActor, zone_actor_args
 from grid.live.zone_link import LocalZone
 from grid.report import ZoneFigures, build_report
@@ -140,7 +140,7 @@ def _completed_at(gateway) -> list[int]:
 @pytest.mark.parametrize("stream", [False, True])
 def test_the_copy_wins_and_the_slow_original_is_cancelled(stream):
     response, gateway, reports = _run(HedgeToFrankfurt1, stream, slow={FRANKFURT_2: 200.0})
-    assert count_tokens(_content(response, stream)) == 4  # the full answer, once
+    assert count(_content(response, stream)) == 4  # the full answer, once
     assert response.headers["x-grid-zone"] == "frankfurt-1"  # the winner's zone
     assert response.headers["x-grid-hedge"] == "won"
     assert gateway.hedging.counts == {"sent": 1, "won": 1, "lost": 0, "failed": 0}
@@ -154,7 +154,7 @@ def test_the_copy_wins_and_the_slow_original_is_cancelled(stream):
 @pytest.mark.parametrize("stream", [False, True])
 def test_the_original_wins_and_the_copy_is_cancelled(stream):
     response, gateway, reports = _run(HedgeAtOnce, stream, slow={FRANKFURT_1: 200.0})
-    assert count_tokens(_content(response, stream)) == 4
+    assert count(_content(response, stream)) == 4
     assert response.headers["x-grid-zone"] == "frankfurt-2"
     assert response.headers["x-grid-hedge"] == "lost"
     assert gateway.hedging.counts == {"sent": 1, "won": 0, "lost": 1, "failed": 0}
@@ -180,7 +180,7 @@ def _fail_and_speed_up(failing: list[int], survivor: int | None):
 def test_a_failed_copy_leaves_the_original_to_carry_on(stream):
     fault = _fail_and_speed_up([FRANKFURT_1], FRANKFURT_2)
     response, gateway, reports = _run(HedgeToFrankfurt1, stream, fault, SLOW_BOTH)
-    assert count_tokens(_content(response, stream)) == 4
+    assert count(_content(response, stream)) == 4
     assert [r["outstanding"] for r in reports] == [0, 0, 0]
     assert response.headers["x-grid-zone"] == "frankfurt-2"
     assert response.headers["x-grid-hedge"] == "failed"
@@ -194,7 +194,7 @@ def test_a_failed_copy_leaves_the_original_to_carry_on(stream):
 def test_a_failed_original_leaves_the_copy_to_carry_on(stream):
     fault = _fail_and_speed_up([FRANKFURT_2], FRANKFURT_1)
     response, gateway, reports = _run(HedgeToFrankfurt1, stream, fault, SLOW_BOTH)
-    assert count_tokens(_content(response, stream)) == 4
+    assert count(_content(response, stream)) == 4
     assert [r["outstanding"] for r in reports] == [0, 0, 0]
     assert response.headers["x-grid-zone"] == "frankfurt-1"
     assert response.headers["x-grid-hedge"] == "won"
@@ -207,7 +207,7 @@ def test_a_failed_original_leaves_the_copy_to_carry_on(stream):
 def test_both_copies_failing_falls_back_to_a_retry_elsewhere():
     fault = _fail_and_speed_up([FRANKFURT_1, FRANKFURT_2], None)
     response, gateway, _ = _run(HedgeToFrankfurt1, False, fault, SLOW_BOTH)
-    assert count_tokens(_content(response, False)) == 4
+    assert count(_content(response, False)) == 4
     assert response.headers["x-grid-zone"] == "mexico-1"  # neither zone a copy already failed on
     assert gateway.hedging.counts == {"sent": 1, "won": 0, "lost": 0, "failed": 1}
     assert gateway.counts["retries"] == 1
@@ -308,7 +308,7 @@ def _check_answer(item: dict) -> tuple[str, int, int]:
         assert [c for c in content_chunks if c["choices"][0]["finish_reason"]] == content_chunks[-1:]
         usage = chunks[-1]["usage"]
         rid = chunks[0]["id"]
-    assert usage["completion_tokens"] == count_tokens(content) == item["max_tokens"]
+    assert usage["completion_tokens"] == count(content) == item["max_tokens"]
     return rid, int(rid.removeprefix("chatcmpl-")[:-12], 16), usage["completion_tokens"]
 
 

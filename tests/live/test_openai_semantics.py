@@ -10,7 +10,8 @@ import pytest
 
 from grid.live import openai_api as api
 from grid.live.intake import Intake, apply_stop
-from grid.live.text import count_tokens, generate_pieces, make_text
+from grid.live.text import generate_pieces, make_text
+from grid.live.tokenizer import count
 from grid.scenario import load_scenario
 from grid.serving.request import LENGTH, STOP
 from grid.world import build_world
@@ -199,7 +200,7 @@ def test_apply_stop_cuts_and_says_stop():
     assert apply_stop(40, LENGTH, 11, [pieces[0]]) == (0, STOP)  # at the very start: empty answer
     # The client gets the whole tokens before the stop, honestly counted, never the stop itself.
     kept = make_text(12, 11)
-    assert count_tokens(kept) == 12 and stop not in kept
+    assert count(kept) == 12 and stop not in kept
 
 
 @pytest.fixture(scope="module")

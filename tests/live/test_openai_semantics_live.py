@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from grid.live.text import count_tokens, generate_pieces
+from grid.live.text import generate_pieces
+from grid.live.tokenizer import count
 
 from .test_gateway_e2e import assert_openai_error, chat, sse_events
 
@@ -44,7 +45,7 @@ def test_stop_cuts_the_answer_before_the_stop(live, stream):
         )
     assert text == "".join(pieces[:30]) and stop not in text
     assert finish == "stop"
-    assert usage["completion_tokens"] == 30 == count_tokens(text)
+    assert usage["completion_tokens"] == 30 == count(text)
 
 
 @pytest.mark.parametrize("stream", [False, True])

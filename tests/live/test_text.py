@@ -1,10 +1,11 @@
-"""The live grid's synthetic text (grid.live.text): honest token counts, prefix stability, stop cuts."""
+"""The live grid's synthetic text (grid.live.text): exact Qwen token counts, prefix stability, stop cuts."""
 
 from __future__ import annotations
 
 import pytest
 
-from grid.live.text import count_tokens, generate_pieces, make_text, stop_cut
+from grid.live.text import generate_pieces, make_text, stop_cut
+from grid.live.tokenizer import count
 
 SEEDS = range(40)
 
@@ -15,7 +16,7 @@ def test_answers_are_prefix_stable_and_count_honestly(seed):
     for n in (0, 1, 2, 7, 63, 399, 400):
         pieces = generate_pieces(n, seed)
         assert pieces == longest[:n]  # what lets a stop be found before routing
-        assert count_tokens("".join(pieces)) == n
+        assert count("".join(pieces)) == n
 
 
 def test_seeds_give_different_texts():

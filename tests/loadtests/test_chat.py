@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from grid.live.text import count_tokens
+from grid.live.tokenizer import count_chat
 from loadtests.chat import chat_body, read_stream
 
 
@@ -66,6 +66,4 @@ def test_the_request_body_asks_for_exact_sizes():
     body = chat_body("m", 150, 40, seed=3)
     assert body["max_tokens"] == 40 and body["ignore_eos"] is True and body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
-    from grid.live.text import chat_template
-
-    assert count_tokens(chat_template([("user", body["messages"][0]["content"])])) == 150
+    assert count_chat([("user", body["messages"][0]["content"])]) == 150

@@ -1,6 +1,6 @@
-"""deploy/: dashboards are fresh and query only families GridMetrics defines; Prometheus, Grafana and
-compose configuration validate with the real tools: promtool (required: `make test` installs it) and
-docker-compose (when installed)."""
+"""deploy/: dashboards are fresh and query only families GridMetrics (or the gateway) defines;
+Prometheus, Grafana and compose configuration validate with the real tools: promtool (required:
+`make test` installs it) and docker-compose (when installed)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from grid.live.gateway_state import intake_histogram
+from grid.live.loop_lag import LoopLag
 from grid.scenario import load_scenario
 from grid.telemetry import GridMetrics
 from grid.telemetry.metric_families import TPOT_BUCKETS, TTFT_BUCKETS
@@ -37,7 +40,13 @@ import build_dashboards  # noqa: E402
 
 @pytest.fixture(scope="module")
 def exported_names() -> set[str]:
-    return GridMetrics(CollectorRegistry(), load_scenario()).metric_names()
+    """GridMetrics' families and the live gateway's own (its event-loop lag and intake delay)."""
+    registry = CollectorRegistry()
+    names = GridMetrics(registry, load_scenario()).metric_names()
+    gateway = CollectorRegistry()
+    LoopLag(time.monotonic).register(gateway)
+    intake_histogram(gateway)
+    return names | {sample.name for family in gateway.collect() for sample in family.samples}
 
 
 @pytest.fixture(scope="module")
