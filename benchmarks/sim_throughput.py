@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.simpy_baseline import SimpyGrid  # noqa: E402
+from benchmarks.simpy_baseline import SimpyGrid, baseline_scenario  # noqa: E402
 from grid.demand.arrivals import DemandModel  # noqa: E402
 from grid.scenario import load_scenario  # noqa: E402
 from grid.sim.simulator import Simulation  # noqa: E402
@@ -98,8 +98,9 @@ def peak_rss_mb() -> float:
 
 
 def compare(args) -> dict:
-    """Alternating runs, best of `--repeat` each; req/s on CPU time (a shared machine steals wall time)."""
-    scenario = load_scenario(args.scenario)
+    """Alternating runs, best of `--repeat` each; req/s on CPU time (a shared machine steals wall time).
+    Both run the serving model the SimPy baseline implements (`baseline_scenario`: unchunked prefill)."""
+    scenario = baseline_scenario(load_scenario(args.scenario))
     runs = {
         "ours": lambda: run_ours(scenario, args.duration, args.policy, args.seed),
         "simpy_step": lambda: run_simpy(scenario, args.simpy_duration, args.policy, args.seed, "step"),

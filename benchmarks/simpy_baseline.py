@@ -217,6 +217,15 @@ class SimpyZone:
             best.assign(request)
 
 
+def baseline_scenario(scenario: Scenario) -> Scenario:
+    """`scenario` with the serving model this baseline implements: prefill steps that stall decoding
+    (no chunked prefill) and KV counted in tokens (1-token blocks), which the simulator still offers
+    behind `chunked_prefill: false` and `block_tokens: 1` (its default is vLLM V1's chunked schedule)."""
+    same = {"chunked_prefill": False, "block_tokens": 1}
+    gpus = {name: gpu.model_copy(update=same) for name, gpu in scenario.gpus.items()}
+    return scenario.model_copy(update={"gpus": gpus})
+
+
 class SimpyGrid:
     """The whole grid in SimPy: arrivals → p2c → network → zone → engines → stats."""
 

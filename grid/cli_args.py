@@ -41,6 +41,16 @@ def positive_float_arg(text: str) -> float:
     return _positive(float_arg(text), text)
 
 
+def positive_int_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
 def seed_count_arg(text: str) -> int:
     try:
         count = int(text)

@@ -145,7 +145,8 @@ def build_report(
             sum(z.extra["utilization"] * z.extra["replicas"] for z in zones if z.extra["replicas"])
             / max(1, sum(z.extra["replicas"] for z in zones))
         ),
-        "offered_load": (grid_row.arrivals / duration_s) / world.total_capacity_rps
+        # Over the time arrivals came (a drained run goes on after them), at the demand's own mean sizes.
+        "offered_load": (grid_row.arrivals / meta.get("arrival_window_s", duration_s)) / world.total_capacity_rps
         if duration_s and world.total_capacity_rps
         else math.nan,
         "cost_usd_per_hour": total_cost_usd_per_h,
@@ -212,4 +213,19 @@ def format_table(report: Report) -> str:
         f"cost ${totals['cost_usd_per_hour']:.2f}/h, ${totals['usd_per_1m_output_tokens']:.3f} per 1M output tokens · "
         f"carbon {totals['carbon_g_per_1m_output_tokens']:.0f} gCO2 per 1M output tokens"
     )
+    demand = meta.get("demand")
+    if demand and demand.get("kind") == "trace":
+        tail_s = meta["duration_s"] - meta.get("arrival_window_s", meta["duration_s"])
+        drained = f", drained {tail_s:.0f} s after its end" if demand["end"] == "drain" else ""
+        lines.append(
+            f"trace {demand['path']} ({demand['format']}): {demand['requests']:,} requests from "
+            f"{demand['rows_read']:,} rows · {demand['failed_rows']:,} failed rows ({demand['failed_rows_policy']}) · "
+            f"{demand.get('requests_kept_in_session', 0):,} kept in their session's population · mean sizes "
+            f"{demand['mean_prompt_tokens']:.0f}/{demand['mean_output_tokens']:.0f} tokens{drained}"
+        )
+    elif demand and demand.get("kind") == "sessions":
+        lines.append(
+            f"sessions ({', '.join(demand['apps'])}): {demand['mean_turns']:.2f} turns per session · mean sizes "
+            f"{demand['mean_prompt_tokens']:.0f}/{demand['mean_output_tokens']:.0f} tokens"
+        )
     return "\n".join(lines)

@@ -9,15 +9,27 @@ so every field has a stable path such as `zones.frankfurt-1.replicas` — the sa
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import math
+import os
+import typing
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from grid.demand.spec import (  # noqa: F401 - the demand section, re-exported as part of the schema
+    Demand,
+    Diurnal,
+    FlashCrowd,
+    SessionApp,
+    Sessions,
+    Sizes,
+    SizeSpec,
+    ThinkTime,
+    TraceReplay,
+)
 from grid.errors import GridInputError
 from grid.fault_kinds import FaultKind, missing_fields, missing_message
 from grid.serving.retry import MAX_RETRIES, RETRY_BUDGET_MIN, RETRY_BUDGET_RATIO
@@ -68,11 +80,20 @@ class Network(_Strict):
 
 
 class GpuProfile(_Strict):
-    """Serving speed of one replica (one model on `gpus_per_replica` GPUs); see grid/serving/profile.py."""
+    """Serving speed and memory of one replica (one model on `gpus_per_replica` GPUs).
+
+    How the fields drive the engine: grid/serving/engine.py; what the default values are fitted to:
+    regions/default.yaml. `kv_cache_tokens` is the replica's KV budget in tokens (whole blocks of
+    `block_tokens` are used); the default profiles' values are fitted, not physical (see there).
+    """
 
     max_num_seqs: int = Field(ge=1)
-    max_num_batched_tokens: int = Field(ge=1)
+    max_num_batched_tokens: int = Field(ge=1, description="tokens per engine step (prefill chunks + decodes)")
     kv_cache_tokens: int = Field(ge=1)
+    block_tokens: int = Field(default=16, ge=1, description="tokens per KV block (vLLM's block_size)")
+    chunked_prefill: bool = Field(
+        default=True, description="vLLM V1's chunked prefill; false: prefill steps stall decoding (V0)"
+    )
     decode_base_s: float = Field(ge=0)
     decode_per_seq_s: float = Field(ge=0)
     prefill_base_s: float = Field(default=0.0, ge=0)
@@ -85,69 +106,16 @@ class GpuProfile(_Strict):
     def _decode_takes_time(self) -> GpuProfile:
         if self.decode_base_s + self.decode_per_seq_s <= 0:
             raise ValueError("decode_base_s + decode_per_seq_s must be > 0 (a decode step takes time)")
+        if self.max_num_batched_tokens < self.max_num_seqs:  # vLLM refuses it too: a step must fit every decode
+            raise ValueError("max_num_batched_tokens must be ≥ max_num_seqs")
+        if self.kv_cache_tokens < self.block_tokens:
+            raise ValueError("kv_cache_tokens must hold at least one block (block_tokens)")
         return self
 
 
 class Model(_Strict):
     name: str = "Qwen/Qwen3-8B"
     context_tokens: int = Field(default=32768, ge=2)
-
-
-class SizeSpec(_Strict):
-    """Token counts: lognormal(mu, sigma), exponential (geometric integers with this mean) or fixed."""
-
-    dist: Literal["lognormal", "exponential", "fixed"] = "lognormal"
-    mu: float | None = None
-    sigma: float | None = Field(default=None, ge=0)
-    mean: float | None = Field(default=None, ge=1)
-    min_tokens: int = Field(default=1, ge=1)
-    max_tokens: int = Field(default=32768, ge=1)
-
-    @model_validator(mode="after")
-    def _parameters_present(self) -> SizeSpec:
-        if self.dist == "lognormal" and (self.mu is None or self.sigma is None):
-            raise ValueError("a lognormal size needs mu and sigma")
-        if self.dist != "lognormal" and self.mean is None:
-            raise ValueError(f"a {self.dist} size needs mean")
-        if self.min_tokens > self.max_tokens:
-            raise ValueError("min_tokens must be ≤ max_tokens")
-        return self
-
-
-class Sizes(_Strict):
-    prompt: SizeSpec
-    output: SizeSpec
-    rho: float = Field(default=0.0, ge=-1, le=1)
-
-
-class Diurnal(_Strict):
-    """Each population's rate follows its local hour: trough at night, peak in the evening."""
-
-    peak_hour_local: float = Field(default=20.0, ge=0, lt=24)
-    trough_hour_local: float = Field(default=4.0, ge=0, lt=24)
-    trough_ratio: float = Field(default=0.3, gt=0, le=1)
-
-
-class FlashCrowd(_Strict):
-    population: str
-    at_s: Seconds
-    duration_s: Seconds
-    factor: float = Field(gt=0)
-
-
-class TraceReplay(_Strict):
-    path: str
-    loop: bool = False
-
-
-class Demand(_Strict):
-    rate_rps: float = Field(ge=0, description="world-wide mean arrival rate at scale 1 (daily mean)")
-    scale: float = Field(default=1.0, ge=0)
-    start_utc: dt.datetime = dt.datetime(2026, 11, 23, 18, 0, tzinfo=dt.UTC)
-    diurnal: Diurnal | None = None
-    sizes: Sizes
-    flash_crowds: list[FlashCrowd] = []
-    trace: TraceReplay | None = None
 
 
 class Slo(_Strict):
@@ -254,10 +222,18 @@ def validate_scenario(raw: dict[str, Any], origins: dict[tuple[str, ...], tuple[
 
 
 def set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set `a.b.c` in nested mappings; every step but the last must exist."""
+    """Set `a.b.c` in nested mappings; every step but the last must exist, except a section the schema
+    has and this scenario leaves out or sets to null (`demand.trace.path=…` on a scenario without a
+    trace): it starts empty, and validation says what else it needs."""
     keys = dotted.split(".")
     node: Any = raw
+    model: Any = Scenario
     for depth, key in enumerate(keys[:-1]):
+        section = _section_model(model, key)
+        is_field = not isinstance(model, tuple)  # a model's own field, not an entry of a mapping by id
+        if is_field and isinstance(section, type) and isinstance(node, dict) and node.get(key) is None:
+            node[key] = {}
+        model = section
         if not isinstance(node, dict) or key not in node:
             known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
             where = ".".join(keys[: depth + 1])
@@ -266,6 +242,23 @@ def set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
     if not isinstance(node, dict):
         raise GridInputError(f"{dotted}: {'.'.join(keys[:-1])} is not a mapping")
     node[keys[-1]] = value
+
+
+def _section_model(model: Any, key: str) -> Any:
+    """The schema under `key`: a model class for a section, ("entries", class) for a mapping by id
+    (whose entries are never created here), or None."""
+    if isinstance(model, tuple):
+        return model[1]
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or key not in model.model_fields:
+        return None
+    annotation = model.model_fields[key].annotation
+    for arg in (annotation, *typing.get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+        if typing.get_origin(arg) is dict:
+            entry = typing.get_args(arg)[1]
+            return ("entries", entry) if isinstance(entry, type) and issubclass(entry, BaseModel) else None
+    return None
 
 
 def get_path(raw: dict[str, Any], dotted: str) -> Any:
@@ -290,6 +283,7 @@ def _load_chain(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], dic
         chain = " → ".join(str(p.name) for p in (*seen, path))
         raise GridInputError(f"{path}: scenario bases form a loop: {chain}")
     doc, lines = _read_yaml(path)
+    _resolve_trace_path(doc, path)
     base_name = doc.pop("base") if "base" in doc else _implicit_base(path)
     origins = {key: (str(path), line) for key, line in lines.items()}
     if base_name is None:
@@ -299,6 +293,17 @@ def _load_chain(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], dic
     base_doc, base_origins = _load_chain(resolve_scenario_path(base_name, path.parent), (*seen, path))
     base_origins.update(origins)
     return _deep_merge(base_doc, doc), base_origins
+
+
+def _resolve_trace_path(doc: dict[str, Any], path: Path) -> None:
+    """A trace path is relative to the file that names it, as `base` is: a scenario and its trace
+    move together, whatever the working directory."""
+    demand = doc.get("demand")
+    trace = demand.get("trace") if isinstance(demand, dict) else None
+    if isinstance(trace, dict) and isinstance(trace.get("path"), str):
+        trace_path = Path(trace["path"]).expanduser()
+        if not trace_path.is_absolute():
+            trace["path"] = os.path.normpath(path.parent / trace_path)
 
 
 def _implicit_base(path: Path) -> str | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grid.demand.arrivals import mean_tokens
+from grid.demand.plan import mean_request_tokens
 from grid.scenario import Scenario, region_rtt_ms
 from grid.serving.capacity import replica_capacity_rps
 
@@ -21,7 +21,7 @@ class World:
     rtt_s: np.ndarray  # [population, zone]: client ↔ zone round trip, before jitter and faults
     region_rtt_s: np.ndarray  # [region, region]
     home_region: np.ndarray  # [population]: the nearest region
-    capacity_rps: np.ndarray  # [zone]: saturated completions per second at mean sizes
+    capacity_rps: np.ndarray  # [zone]: saturated completions per second at the demand's mean sizes
     gpus: np.ndarray  # [zone]: GPUs provisioned
     mean_prompt_tokens: float
     mean_output_tokens: float
@@ -31,7 +31,9 @@ class World:
         return float(self.capacity_rps.sum())
 
 
-def build_world(s: Scenario) -> World:
+def build_world(s: Scenario, mean_tokens: tuple[float, float] | None = None) -> World:
+    """`mean_tokens` (prompt, output) sets the request size capacity is computed at (default: the
+    scenario's demand, `grid.demand.plan.mean_request_tokens`)."""
     zone_ids = list(s.zones)
     region_ids = list(s.regions)
     population_ids = list(s.populations)
@@ -45,8 +47,7 @@ def build_world(s: Scenario) -> World:
     region_rtt = (
         np.array([[region_rtt_ms(s.network, a, b) for b in region_ids] for a in region_ids], dtype=float) / 1000.0
     )
-    mean_prompt = mean_tokens(s.demand.sizes.prompt)
-    mean_output = mean_tokens(s.demand.sizes.output)
+    mean_prompt, mean_output = mean_tokens or mean_request_tokens(s)  # a trace's own sizes, the sessions'
     capacity = np.array(
         [s.zones[z].replicas * replica_capacity_rps(s.gpus[s.zones[z].gpu], mean_prompt, mean_output) for z in zone_ids]
     )

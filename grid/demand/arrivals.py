@@ -11,16 +11,13 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from grid.demand.sizes import SizeDistribution, SizeModel
-from grid.demand.traces import read_trace
 from grid.scenario import Demand, Population, Sizes, SizeSpec
 
 WINDOW_S = 10.0  # rates are re-evaluated every window; the diurnal curve is smooth at this scale
-TRACE_CHUNK = 50_000
 
 SizeSampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 
@@ -36,6 +33,16 @@ class ArrivalChunk:
 
     def __len__(self) -> int:
         return len(self.arrival_s)
+
+
+@dataclass(frozen=True)
+class PrefixedChunk(ArrivalChunk):
+    """… for workloads with prefix structure (sessions, traces with block hashes): each request's chain
+    hashes of its prompt's full blocks (`Request.prefix_hashes`), and the tokens per block. (A subclass,
+    so code that handles ArrivalChunk's four arrays field by field keeps working.)"""
+
+    prefix_hashes: list[tuple[int, ...] | None]
+    block_tokens: int
 
 
 def diurnal_factor(
@@ -120,25 +127,6 @@ def piecewise_poisson(
         yield ArrivalChunk(times[order], pops[order], prompt[order], output[order])
 
 
-def trace_arrivals(
-    path: str | Path, shares: np.ndarray, rate_scale: float, duration_s: float, loop: bool, rng: np.random.Generator
-) -> Iterator[ArrivalChunk]:
-    """Replay a trace's times and sizes; `rate_scale` 2 plays it twice as fast; populations by share."""
-    trace = read_trace(path)
-    span_s = trace.duration_s / rate_scale
-    offset = 0.0
-    while offset < duration_s:
-        times = offset + trace.arrival_s / rate_scale
-        keep = int(np.searchsorted(times, duration_s, side="left"))
-        for lo in range(0, keep, TRACE_CHUNK):
-            hi = min(keep, lo + TRACE_CHUNK)
-            pops = rng.choice(len(shares), size=hi - lo, p=shares)
-            yield ArrivalChunk(times[lo:hi], pops, trace.prompt_tokens[lo:hi], trace.output_tokens[lo:hi])
-        if not loop:
-            return
-        offset += max(span_s, 1e-3) + (trace.arrival_s[1] / rate_scale if len(trace) > 1 else 1.0)
-
-
 def size_sampler(sizes: Sizes) -> SizeSampler:
     """Joint sampler of (prompt, output) tokens from the scenario's size specs."""
     if sizes.prompt.dist == sizes.output.dist == "lognormal":
@@ -155,6 +143,11 @@ def mean_tokens(spec: SizeSpec) -> float:
     if spec.dist == "fixed":
         return float(min(max(round(spec.mean), spec.min_tokens), spec.max_tokens))
     return float(spec.mean)
+
+
+def spec_sampler(spec: SizeSpec) -> Callable[[np.random.Generator, int], np.ndarray]:
+    """Token counts (int64) from one size spec."""
+    return _marginal(spec)
 
 
 def _lognormal(spec: SizeSpec) -> SizeDistribution:

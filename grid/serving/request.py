@@ -15,6 +15,17 @@ class Request:
 
     Policy-visible fields: `population`, `prompt_tokens`, `arrival_s`. `output_tokens` is the true
     answer length the serving model will produce; a router does not know it in advance.
+
+    Prefix information (optional; None/0 for workloads without it, which then never hit the cache):
+    `prefix_hashes` are chain hashes of the prompt's full blocks in order, each block
+    `prefix_block_tokens` tokens long (a hash identifies the whole prefix up to its block's end, as
+    vLLM's block hashes and Mooncake's `hash_ids` do). Any block size works: the zone's KV cache maps
+    a 512-token trace block onto 32 of its own 16-token blocks. The zone sets `cached_tokens`
+    (prompt tokens served from its prefix cache, vLLM's `usage.prompt_tokens_details.cached_tokens`)
+    when the request is placed on an engine. Hashes may run past the prompt: units past
+    `prompt_tokens` describe the answer (its blocks are cached when the request finishes, as vLLM
+    caches generated blocks, so a conversation's next turn can reuse them); they never count as hits
+    of this request.
     """
 
     __slots__ = (
@@ -36,6 +47,11 @@ class Request:
         "cancelled",
         "attempts",
         "twin",
+        "prefix_hashes",
+        "prefix_block_tokens",
+        "cached_tokens",
+        "kv_units",
+        "kv_blocks",
     )
 
     def __init__(
@@ -46,6 +62,8 @@ class Request:
         output_tokens: int,
         arrival_s: float,
         finish_reason: str = STOP,
+        prefix_hashes: tuple[int, ...] | None = None,
+        prefix_block_tokens: int = 0,
     ) -> None:
         self.id = request_id
         self.population = population
@@ -65,6 +83,14 @@ class Request:
         self.cancelled = False
         self.attempts = 0
         self.twin: Request | None = None  # the other copy of a hedged request, while both are open
+        if prefix_hashes is not None and prefix_block_tokens <= 0:
+            raise ValueError("prefix_hashes need prefix_block_tokens > 0 (the tokens each hash covers)")
+        self.prefix_hashes = prefix_hashes
+        self.prefix_block_tokens = prefix_block_tokens
+        self.cached_tokens = 0
+        # Set by the serving model when the request is placed on an engine (not here: it costs per
+        # request): kv_blocks, the KV blocks its whole footprint takes; kv_units (with prefix_hashes),
+        # how many of its hash units it holds in that engine's prefix cache.
 
     @property
     def kv_tokens(self) -> int:

@@ -1,104 +1,116 @@
 """The serving model of one availability zone: a passive state machine with an explicit `now`.
 
-A zone holds `replicas` engines serving one model with continuous batching (vLLM-style, without
-chunked prefill): each engine step is either a prefill of waiting prompts (up to
-`max_num_batched_tokens`) or one decode step that adds a token to every running sequence. A step's
-duration grows with the batch: decode `(decode_base_s + decode_per_seq_s * batch) * slow_factor`,
-prefill `(prefill_base_s + prefill_per_token_s * tokens) * slow_factor`. A sequence holds its full KV
-footprint (prompt + output) from admission, so there is no preemption. New requests wait in one
-bounded FCFS queue per zone; engines pull from its head when a batch slot and KV room are free.
+A zone holds `replicas` engines (grid/serving/engine.py) serving one model with continuous batching,
+vLLM-style: chunked prefill by default (a per-step token budget shared by decodes and prompt chunks)
+or, with `chunked_prefill: false`, prefill steps that stall decoding. Each engine has a paged KV cache
+with automatic prefix caching (grid/serving/kv_cache.py). Step times come from the profile:
+decode `decode_base_s + decode_per_seq_s · batch`, prefill `prefill_base_s + prefill_per_token_s ·
+tokens`, a mixed step one base plus both per-item terms, all times `slow_factor`.
+
+New requests pass the API server (`frontend_s`) and wait in one bounded FCFS queue per zone. The
+head moves onto an engine when one has a free batch slot (`max_num_seqs`) and KV room for the whole
+sequence (prompt + output in blocks, less the prefix blocks it finds cached there), so nothing is
+ever preempted. Which engine: the least loaded; a request with prefix hashes goes to the engine
+holding its longest cached prefix when that covers a good share of its prompt and the engines'
+loads are not far apart (the cache-aware rule of SGLang's router, `_choose_by_prefix`).
 
 The model knows no clock. Drivers call `admit(request, now)`, ask `next_event_time()`, and call
 `advance(now)` to get what happened: `(FIRST_TOKEN, request)`, `(FINISHED, request)` and
-`(FAILED, request)` events. Decode is advanced analytically: between two changes of a batch every
-step takes the same time, so the model jumps straight to the next completion (or to the step boundary
-where new prompts join) instead of stepping token by token — events scale with requests, not tokens.
+`(FAILED, request)` events. Engines advance analytically: between two changes of a batch every step
+takes the same time, so the model jumps from event to event — events scale with requests, not tokens.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from heapq import heappop, heappush
-from math import ceil, exp
+from math import exp
 
 from grid.scenario import GpuProfile
+from grid.serving.capacity import prefill_step_base_s
+from grid.serving.engine import DECODE, FAILED, FINISHED, FIRST_TOKEN, IDLE, INF, Engine, Event
 from grid.serving.request import CANCELLED, ERROR, Request
 
-INF = float("inf")
-FIRST_TOKEN, FINISHED, FAILED = 0, 1, 2
-_IDLE, _PREFILL, _DECODE, _BUSY_UPDATING = 0, 1, 2, 3
-TTFT_EWMA_WEIGHT = 0.05  # ≈ the last 20 first tokens
+__all__ = ["FAILED", "FINISHED", "FIRST_TOKEN", "INF", "Event", "Zone"]  # events re-exported for the drivers
+
 UTILIZATION_TAU_S = 1.0  # memory of the utilization signal
-
-Event = tuple[int, Request]
-
-
-class _Replica:
-    """One engine. `step` counts decode steps ever run, so a sequence's finish is a step number."""
-
-    __slots__ = (
-        "index",
-        "phase",
-        "running",
-        "n_running",
-        "n_slots",
-        "kv_used",
-        "pending",
-        "prefilling",
-        "step",
-        "t0",
-        "step0",
-        "step_s",
-        "next_t",
-        "version",
-        "busy_since",
-        "busy_s",
-    )
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.phase = _IDLE
-        self.running: list[tuple[int, int, Request]] = []  # heap of (finish step, id, request)
-        self.n_running = 0  # live sequences in `running` (cancelled ones leave lazily)
-        self.n_slots = 0  # pending + prefilling + running: what max_num_seqs bounds
-        self.kv_used = 0
-        self.pending: list[Request] = []  # assigned, waiting for the next prefill step
-        self.prefilling: list[Request] = []
-        self.step = 0
-        self.t0 = 0.0  # start of the current decode run, at decode step `step0`
-        self.step0 = 0
-        self.step_s = 0.0
-        self.next_t = INF
-        self.version = 0
-        self.busy_since = 0.0
-        self.busy_s = 0.0
+# Placing requests with prefix hashes: SMG's cache-aware routing defaults (the SGLang model gateway,
+# docs/concepts/routing/cache-aware.md): cache_threshold, balance_abs_threshold, balance_rel_threshold.
+PREFIX_AFFINITY_MIN_SHARE = 0.3
+PREFIX_BALANCE_ABS = 64  # sequences
+PREFIX_BALANCE_REL = 1.5
 
 
 class Zone:
     """Replicas of one model in one availability zone, advanced by an outside clock."""
 
+    # Slots: these are read several times per request, and past 30 attributes CPython 3.11 stops
+    # sharing instance-dict keys and specializing their loads (≈10% of the model's time).
+    # `__dict__` keeps instances patchable (tests tap `admit`).
+    __slots__ = (
+        "profile",
+        "_decode_base_s",
+        "_decode_per_seq_s",
+        "_prefill_per_token_s",
+        "_prefill_step_base_s",
+        "_frontend_s",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+        "block_tokens",
+        "_kv_blocks",
+        "kv_cache_tokens",
+        "max_queue",
+        "slow_factor",
+        "up",
+        "_engines",
+        "replicas",
+        "_heap",
+        "_arriving",
+        "_waiting",
+        "_events",
+        "in_system",
+        "queued",
+        "kv_used",
+        "prefix_cache_queries_tokens",
+        "prefix_cache_hits_tokens",
+        "_t_last",
+        "area_in_system",
+        "area_queued",
+        "work_s",
+        "ttft_ewma_s",
+        "_work_rate",
+        "_work_rate_t",
+        "__dict__",
+    )
+
     def __init__(self, profile: GpuProfile, replicas: int, max_queue: int) -> None:
+        self.profile = profile
         self._decode_base_s = profile.decode_base_s
         self._decode_per_seq_s = profile.decode_per_seq_s
-        self._prefill_base_s = profile.prefill_base_s
         self._prefill_per_token_s = profile.prefill_per_token_s
+        self._prefill_step_base_s = prefill_step_base_s(profile)
         self._frontend_s = profile.frontend_s
         self.max_num_seqs = profile.max_num_seqs
         self.max_num_batched_tokens = profile.max_num_batched_tokens
-        self.kv_cache_tokens = profile.kv_cache_tokens
+        self.block_tokens = profile.block_tokens
+        self._kv_blocks = profile.kv_cache_tokens // profile.block_tokens  # per replica
+        self.kv_cache_tokens = self._kv_blocks * profile.block_tokens  # whole blocks only
         self.max_queue = max_queue
         self.slow_factor = 1.0
         self.up = True
-        self._replicas = [_Replica(i) for i in range(replicas)]
+        self._engines = [Engine(i, profile) for i in range(replicas)]
         self.replicas = replicas  # an attribute, not a property: read several times per request
-        self._heap: list[tuple[float, int, int]] = []  # (time, version, replica index)
+        self._heap: list[tuple[float, int, int]] = []  # (time, version, engine index)
         self._arriving: deque[tuple[float, Request]] = deque()  # in the API server (frontend_s)
         self._waiting: deque[Request] = deque()
         self._events: list[Event] = []
         # Counters that load reports read without a scan.
         self.in_system = 0  # admitted and not ended
         self.queued = 0  # admitted, not yet on an engine (arriving + waiting)
-        self.kv_used = 0
+        self.kv_used = 0  # KV tokens held by live sequences, whole blocks (vLLM's kv_cache_usage_perc numerator)
+        # vLLM's prefix-cache counters, in prompt tokens of requests placed on an engine.
+        self.prefix_cache_queries_tokens = 0
+        self.prefix_cache_hits_tokens = 0
         # Time integrals for Little's law and mean queue length.
         self._t_last = 0.0
         self.area_in_system = 0.0
@@ -115,9 +127,9 @@ class Zone:
         need = request.prompt_tokens + request.output_tokens
         if (
             not self.up
-            or not self._replicas
-            or need > self.kv_cache_tokens
-            or (self.queued >= self.max_queue and not self._starts_now(need))
+            or not self._engines
+            or need > self.kv_cache_tokens  # whole blocks: the same as its blocks > the replica's blocks
+            or (self.queued >= self.max_queue and not self._starts_now(-(-need // self.block_tokens)))
         ):
             return False
         self._account(now)
@@ -131,6 +143,8 @@ class Zone:
         self._work_rate_t = now
         request.admit_s = now
         request.replica = -1
+        if request.prefix_hashes is not None:
+            request.cached_tokens = 0  # a retried request found nothing here yet
         if self._frontend_s > 0.0:
             self._arriving.append((now + self._frontend_s, request))
         else:
@@ -146,26 +160,28 @@ class Zone:
 
     def work_of(self, request: Request) -> float:
         """Engine-seconds a request costs at saturated efficiency: its share of full-batch decode
-        steps plus its prefill. Utilization counts this work as it is admitted (offered load), not
-        busy time: a batching engine is never idle under load, it slows down."""
+        steps plus its prefill (its whole prompt: which replica, hence what is cached, is not known
+        yet). Utilization counts this work as it is admitted (offered load), not busy time: a
+        batching engine is never idle under load, it slows down."""
         batch = min(self.max_num_seqs, self.kv_cache_tokens // (request.prompt_tokens + request.output_tokens))
         return (
             max(0, request.output_tokens - 1) * (self._decode_base_s / batch + self._decode_per_seq_s)
             + self._prefill_per_token_s * request.prompt_tokens
-            + self._prefill_base_s * request.prompt_tokens / self.max_num_batched_tokens
+            + self._prefill_step_base_s * request.prompt_tokens / self.max_num_batched_tokens
         )
 
-    def _starts_now(self, need: int) -> bool:
+    def _starts_now(self, blocks: int) -> bool:
         """Nothing is queued ahead and an engine has a free slot and KV room: the request won't wait."""
+        cap = self._kv_blocks
         return not self.queued and any(
-            r.n_slots < self.max_num_seqs and r.kv_used + need <= self.kv_cache_tokens for r in self._replicas
+            e.n_slots < self.max_num_seqs and e.kv.held_blocks + blocks <= cap for e in self._engines
         )
 
     def next_event_time(self) -> float:
         """When something next happens inside the zone (inf when idle)."""
         heap = self._heap
-        replicas = self._replicas
-        while heap and heap[0][1] != replicas[heap[0][2]].version:
+        engines = self._engines
+        while heap and heap[0][1] != engines[heap[0][2]].version:
             heappop(heap)
         t = heap[0][0] if heap else INF
         if self._arriving and self._arriving[0][0] < t:
@@ -176,10 +192,10 @@ class Zone:
         """Run everything due at or before `now`, each at its own time; return the events."""
         self._events = events = []
         heap = self._heap
-        replicas = self._replicas
+        engines = self._engines
         arriving = self._arriving
         while True:
-            while heap and heap[0][1] != replicas[heap[0][2]].version:
+            while heap and heap[0][1] != engines[heap[0][2]].version:
                 heappop(heap)
             t_engine = heap[0][0] if heap else INF
             t_arrive = arriving[0][0] if arriving else INF
@@ -195,7 +211,7 @@ class Zone:
                 if t_engine > now:
                     break
                 self._account(t_engine)
-                self._on_engine_event(replicas[heappop(heap)[2]], t_engine)
+                self._end_run(engines[heappop(heap)[2]], t_engine)
         return events
 
     def cancel(self, request: Request, now: float) -> bool:
@@ -209,37 +225,33 @@ class Zone:
         if request.replica < 0:
             self.queued -= 1  # still in a queue: dropped lazily when it reaches the head
             return True
-        replica = self._replicas[request.replica]
-        replica.kv_used -= request.kv_tokens
-        self.kv_used -= request.kv_tokens
-        replica.n_slots -= 1
-        if request in replica.pending:
-            replica.pending.remove(request)
-        elif request.first_token_s >= 0.0:
-            replica.n_running -= 1  # its heap entry is skipped later
-            if replica.phase == _DECODE:
-                self._wake_at_next_step(replica, now)  # the batch shrank: step time changes
+        engine = self._engines[request.replica]
+        held = engine.kv.held_blocks
+        if engine.cancel(request):
+            self._cut(engine, now)
+        self.kv_used += (engine.kv.held_blocks - held) * self.block_tokens
         self._fill(now)
         return True
 
     def fail_all(self, now: float) -> list[Event]:
-        """The zone goes down: every admitted request fails; new ones are refused until `restore`."""
+        """The zone goes down: every admitted request fails; new ones are refused until `restore`.
+        The engines restart empty: their prefix caches are lost."""
         self._account(now)
         failed: list[Request] = [r for _, r in self._arriving] + list(self._waiting)
-        for replica in self._replicas:
-            failed += replica.pending + replica.prefilling + [entry[2] for entry in replica.running]
-            if replica.phase != _IDLE:
-                replica.busy_s += now - replica.busy_since
+        for engine in self._engines:
+            failed += engine.open_requests()
+            if engine.phase != IDLE:
+                engine.busy_s += now - engine.busy_since
         events: list[Event] = []
         for request in failed:
             if not request.cancelled and request.finish_s < 0.0:
                 request.status = ERROR
                 request.finish_s = now
                 events.append((FAILED, request))
-        busy = [r.busy_s for r in self._replicas]
-        self._replicas = [_Replica(i) for i in range(len(self._replicas))]
-        for replica, busy_s in zip(self._replicas, busy, strict=True):
-            replica.busy_s = busy_s
+        busy = [e.busy_s for e in self._engines]
+        self._engines = [Engine(i, self.profile, self.slow_factor) for i in range(len(self._engines))]
+        for engine, busy_s in zip(self._engines, busy, strict=True):
+            engine.busy_s = busy_s
         self._heap.clear()
         self._arriving.clear()
         self._waiting.clear()
@@ -255,25 +267,27 @@ class Zone:
     def set_slow_factor(self, factor: float, now: float) -> None:
         """Scale every step from the next step boundary on (a degraded zone: thermal, noisy neighbour)."""
         self.slow_factor = factor
-        for replica in self._replicas:
-            if replica.phase == _DECODE:
-                self._wake_at_next_step(replica, now)
+        for engine in self._engines:
+            engine.slow_factor = factor
+            self._cut(engine, now)
 
     def generated_tokens(self, request: Request, now: float) -> int:
-        """Tokens a request has produced by `now` (for streaming in wall time)."""
+        """Tokens a request has produced by `now` (for streaming in wall time; `now` may lie a little
+        ahead, inside the run in progress, to pace tokens)."""
         if request.finish_s >= 0.0 and request.finish_s <= now:
             return request.output_tokens if request.status != ERROR else 0
         if request.first_token_s < 0.0 or request.first_token_s > now:
             return 0
-        replica = self._replicas[request.replica]
-        step = replica.step
-        if replica.phase == _DECODE and replica.step_s > 0.0:
-            step = replica.step0 + int((now - replica.t0) / replica.step_s)
+        step = self._engines[request.replica].steps_by(now)
         return max(1, min(request.output_tokens, 1 + step - request.decode_start_step))
 
     def busy_seconds(self, now: float) -> float:
         """Engine-seconds spent non-idle so far (nvidia-smi's "utilization"; ≈1 under any real load)."""
-        return sum(r.busy_s + (now - r.busy_since if r.phase != _IDLE else 0.0) for r in self._replicas)
+        return sum(e.busy_s + (now - e.busy_since if e.phase != IDLE else 0.0) for e in self._engines)
+
+    def kv_cached_tokens(self) -> int:
+        """Prefix-cache tokens held by no live sequence, kept for reuse until evicted (all replicas)."""
+        return sum(e.kv.cached_blocks for e in self._engines) * self.block_tokens
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -284,129 +298,107 @@ class Zone:
             self.area_queued += self.queued * elapsed
             self._t_last = now
 
-    def _schedule(self, replica: _Replica, t: float) -> None:
-        replica.next_t = t
-        replica.version += 1
-        heappush(self._heap, (t, replica.version, replica.index))
+    def _schedule(self, engine: Engine, t: float) -> None:
+        if t < INF:
+            heappush(self._heap, (t, engine.version, engine.index))
+
+    def _cut(self, engine: Engine, now: float) -> None:
+        """End the engine's run at its next step boundary (its batch or its speed changed)."""
+        t = engine.cut(now)
+        if t < INF:
+            heappush(self._heap, (t, engine.version, engine.index))
 
     def _fill(self, now: float) -> None:
         """Move requests from the head of the queue onto engines with a free slot and KV room."""
         waiting = self._waiting
-        replicas = self._replicas
+        engines = self._engines
         max_seqs = self.max_num_seqs
-        kv_cap = self.kv_cache_tokens
+        cap = self._kv_blocks
+        b = self.block_tokens
         while waiting:
             request = waiting[0]
             if request.cancelled:
                 waiting.popleft()
                 continue
-            need = request.prompt_tokens + request.output_tokens
-            best = None
-            best_slots = max_seqs
-            for replica in replicas:
-                if replica.n_slots < best_slots and replica.kv_used + need <= kv_cap:
-                    best = replica
-                    best_slots = replica.n_slots
-                    if best_slots == 0:
-                        break
+            blocks = (request.prompt_tokens + request.output_tokens + b - 1) // b
+            units = 0
+            if request.prefix_hashes is None:
+                best = None
+                best_slots = max_seqs
+                for engine in engines:
+                    if engine.n_slots < best_slots and engine.kv.held_blocks + blocks <= cap:
+                        best = engine
+                        best_slots = engine.n_slots
+                        if best_slots == 0:
+                            break
+            else:
+                best, units = self._choose_by_prefix(request, blocks)
             if best is None:
                 return  # FCFS: nothing overtakes the head
             waiting.popleft()
             self.queued -= 1
-            self.kv_used += need
-            best.kv_used += need
-            best.n_slots += 1
-            request.replica = best.index
-            if best.phase == _IDLE:
-                best.busy_since = now
-                best.pending.append(request)
-                self._start_prefill(best, now)
+            self.prefix_cache_queries_tokens += request.prompt_tokens
+            if units:
+                kv = best.kv
+                held = kv.held_blocks
+                best.place(request, blocks, units)
+                self.kv_used += (kv.held_blocks - held) * b  # shared blocks are held once
+                self.prefix_cache_hits_tokens += request.cached_tokens
             else:
-                best.pending.append(request)
-                if best.phase == _DECODE and len(best.pending) == 1:
-                    self._wake_at_next_step(best, now)
+                best.place(request, blocks, 0)
+                self.kv_used += blocks * b
+            if best.phase == IDLE:
+                best.busy_since = now
+                self._schedule(best, best.plan(now))
+            elif best.phase == DECODE and len(best.pending) == 1:
+                self._cut(best, now)  # the new prompt joins at the next step boundary
 
-    def _wake_at_next_step(self, replica: _Replica, now: float) -> None:
-        """End the current decode run at the first step boundary at or after `now`."""
-        steps = ceil((now - replica.t0) / replica.step_s - 1e-9)
-        boundary = replica.t0 + steps * replica.step_s
-        if boundary < replica.next_t:
-            self._schedule(replica, boundary)
-
-    def _start_prefill(self, replica: _Replica, now: float) -> None:
-        """One prefill step over pending prompts, in order, up to max_num_batched_tokens (at least one)."""
-        pending = replica.pending
-        budget = self.max_num_batched_tokens
-        tokens = 0
-        take = 0
-        for request in pending:
-            if take and tokens + request.prompt_tokens > budget:
-                break
-            tokens += request.prompt_tokens
-            take += 1
-            request.scheduled_s = now
-        replica.prefilling = pending[:take]
-        del pending[:take]
-        replica.phase = _PREFILL
-        chunks = -(-tokens // budget)  # a prompt longer than the budget takes several steps
-        duration = (self._prefill_base_s * chunks + self._prefill_per_token_s * tokens) * self.slow_factor
-        self._schedule(replica, now + duration)
-
-    def _on_engine_event(self, replica: _Replica, now: float) -> None:
-        events = self._events
-        if replica.phase == _PREFILL:
-            batch = replica.prefilling
-            replica.prefilling = []
-            for request in batch:
-                if request.cancelled:
+    def _choose_by_prefix(self, request: Request, blocks: int) -> tuple[Engine | None, int]:
+        """The engine for a request with prefix hashes, and how many of its units are cached there:
+        SMG's cache-aware rule (SGLang's router). Balanced engines: the longest cached prefix if it
+        covers more than PREFIX_AFFINITY_MIN_SHARE of the prompt, else the least loaded; imbalanced
+        ones (more than PREFIX_BALANCE_ABS sequences and PREFIX_BALANCE_REL× apart): the least loaded."""
+        hashes = request.prefix_hashes
+        assert hashes is not None
+        unit = request.prefix_block_tokens
+        max_units = min(len(hashes), request.prompt_tokens // unit)
+        max_seqs = self.max_num_seqs
+        cap = self._kv_blocks
+        least: Engine | None = None
+        least_units = 0
+        best: Engine | None = None
+        best_units = -1
+        low, high = max_seqs, 0
+        for engine in self._engines:
+            slots = engine.n_slots
+            low = min(low, slots)
+            high = max(high, slots)
+            if slots >= max_seqs:
+                continue
+            kv = engine.kv
+            units = kv.match(hashes, max_units)
+            if kv.held_blocks + blocks > cap:  # fits only if enough of its prefix is shared
+                shared = kv.units_blocks(units, unit)
+                if kv.held_blocks + blocks - shared + kv.evictable_blocks(hashes, units, unit) > cap:
                     continue
-                request.first_token_s = now
-                request.decode_start_step = replica.step
-                self.ttft_ewma_s += TTFT_EWMA_WEIGHT * (now - request.admit_s - self.ttft_ewma_s)
-                events.append((FIRST_TOKEN, request))
-                if request.output_tokens <= 1:
-                    self._finish(replica, request, now)
-                else:
-                    heappush(replica.running, (replica.step + request.output_tokens - 1, request.id, request))
-                    replica.n_running += 1
-        else:  # a decode run reached a completion or a step boundary
-            replica.step = replica.step0 + round((now - replica.t0) / replica.step_s)
-            running = replica.running
-            while running and running[0][0] <= replica.step:
-                request = heappop(running)[2]
-                if not request.cancelled:
-                    replica.n_running -= 1
-                    self._finish(replica, request, now)
-        replica.phase = _BUSY_UPDATING  # _fill only queues onto this engine; the next step is set below
+            if least is None or slots < least.n_slots:
+                least, least_units = engine, units
+            if units > best_units or (units == best_units and best is not None and slots < best.n_slots):
+                best, best_units = engine, units
+        if best is None or least is None:
+            return None, 0
+        imbalanced = high - low > PREFIX_BALANCE_ABS and high > PREFIX_BALANCE_REL * low
+        if imbalanced or best_units * unit <= PREFIX_AFFINITY_MIN_SHARE * request.prompt_tokens:
+            return least, least_units
+        return best, best_units
+
+    def _end_run(self, engine: Engine, now: float) -> None:
+        kv = engine.kv
+        held = kv.held_blocks
+        slots = engine.n_slots
+        self.ttft_ewma_s = engine.end_run(now, self._events, self.ttft_ewma_s)
+        self.kv_used += (kv.held_blocks - held) * self.block_tokens
+        self.in_system -= slots - engine.n_slots  # the sequences that finished
         if self._waiting:
             self._fill(now)
-        self._next_step(replica, now)
-
-    def _finish(self, replica: _Replica, request: Request, now: float) -> None:
-        request.finish_s = now
-        request.status = request.finish_reason
-        footprint = request.prompt_tokens + request.output_tokens
-        replica.kv_used -= footprint
-        self.kv_used -= footprint
-        replica.n_slots -= 1
-        self.in_system -= 1
-        self._events.append((FINISHED, request))
-
-    def _next_step(self, replica: _Replica, now: float) -> None:
-        if replica.pending:
-            self._start_prefill(replica, now)
-            return
-        running = replica.running
-        while running and running[0][2].cancelled:
-            heappop(running)
-        if not running:
-            replica.phase = _IDLE
-            replica.busy_s += now - replica.busy_since
-            replica.next_t = INF
-            replica.version += 1
-            return
-        replica.phase = _DECODE
-        replica.t0 = now
-        replica.step0 = replica.step
-        replica.step_s = (self._decode_base_s + self._decode_per_seq_s * replica.n_running) * self.slow_factor
-        self._schedule(replica, now + (running[0][0] - replica.step) * replica.step_s)
+        self._schedule(engine, engine.plan(now))

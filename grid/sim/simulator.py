@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grid.demand.arrivals import ArrivalChunk, DemandModel, poisson_arrivals, size_sampler, trace_arrivals
+from grid.demand.arrivals import ArrivalChunk
+from grid.demand.plan import demand_plan
 from grid.dispatch.core import BUSY, DOWN, FAILED_ATTEMPT, Attempts, Dispatch, client_times
 from grid.dispatch.recording import RecordsSink, StatsSink
 from grid.dispatch.reports import apply_load_report
@@ -34,7 +35,7 @@ from grid.report import Report, ZoneFigures, build_report
 from grid.routing.registry import make_policy
 from grid.routing.view import GridView
 from grid.scenario import Scenario
-from grid.serving.request import CANCELLED, ERROR, REJECTED, Request
+from grid.serving.request import CANCELLED, ERROR, REJECTED, STOP, Request
 from grid.serving.zone import FAILED, FIRST_TOKEN, Zone
 from grid.stats import RunStats
 from grid.world import build_world
@@ -48,7 +49,8 @@ Arrivals = Callable[[np.random.Generator], Iterable[ArrivalChunk]]
 class Simulation:
     """One run of a scenario under one policy.
 
-    `arrivals(rng)` gives the run's arrivals as time-sorted chunks (default: the scenario's demand);
+    `arrivals(rng)` gives the run's arrivals as time-sorted chunks (default: the scenario's demand,
+    `grid.demand.plan`, which may end the arrivals early, at a trace's end, and drain the grid after);
     `sinks` receive every event of the run on the simulated clock (`grid.dispatch.sinks`), beside the
     run's own stats and records."""
 
@@ -68,7 +70,12 @@ class Simulation:
         self.seed = scenario.seed if seed is None else seed
         self.duration_s = scenario.duration_s if duration_s is None else duration_s
         self.rate_scale = rate_scale
-        self.world = build_world(scenario)
+        self.demand = demand_plan(scenario, self.duration_s, rate_scale, self.seed) if arrivals is None else None
+        self.drain = self.demand is not None and self.demand.drain
+        if self.demand is not None:
+            self.duration_s = self.demand.horizon_s  # a drained run's duration grows to its last event
+        self.arrival_window_s = self.duration_s
+        self.world = build_world(scenario, self.demand.mean_tokens if self.demand is not None else None)
         self.policy = (
             make_policy(policy or scenario.routing.policy, self.seed) if not hasattr(policy, "choose") else policy
         )
@@ -88,15 +95,9 @@ class Simulation:
         self.dispatch: Dispatch | None = None
 
     def scenario_arrivals(self, rng: np.random.Generator) -> Iterable[ArrivalChunk]:
-        """The scenario's demand (Poisson or a trace), its rates × `rate_scale`."""
-        s = self.scenario
-        demand = DemandModel(s.demand, s.populations)
-        if s.demand.trace is not None:
-            scale = self.rate_scale * s.demand.scale
-            return trace_arrivals(s.demand.trace.path, demand.shares, scale, self.duration_s, s.demand.trace.loop, rng)
-        if self.rate_scale != 1.0:
-            demand.mean_rate_rps *= self.rate_scale
-        return poisson_arrivals(demand, size_sampler(s.demand.sizes), self.duration_s, rng)
+        """The scenario's demand (Poisson, sessions or a trace), its rates × `rate_scale`."""
+        plan = self.demand or demand_plan(self.scenario, self.duration_s, self.rate_scale, self.seed)
+        return plan.arrivals(rng)
 
     def run(self) -> Report:
         rng = np.random.default_rng(self.seed)
@@ -108,7 +109,7 @@ class Simulation:
         )
         try:
             run = _Run(self, dispatch, jitter_rng)
-            run.loop(self.arrivals(rng))
+            self.duration_s = run.loop(self.arrivals(rng))
             self.in_flight = dispatch.in_flight
         finally:
             if records:
@@ -118,6 +119,11 @@ class Simulation:
         meta = {"clock": "simulated", "policy": dispatch.policy_name, "seed": self.seed, "rate_scale": self.rate_scale}
         if dispatch.hedges["sent"]:
             meta["hedges"] = dict(dispatch.hedges)
+        demand_meta = self.demand.meta() if self.demand is not None else None
+        if demand_meta is not None:
+            meta["demand"] = demand_meta
+        if self.duration_s != self.arrival_window_s:
+            meta["arrival_window_s"] = self.arrival_window_s  # arrivals stopped here; the grid drained after
         return build_report(self.scenario, self.world, self.stats, figures, self.duration_s, meta, self.in_flight)
 
 
@@ -134,6 +140,8 @@ class _Run:
         self.view = sim.view
         self.zones = sim.zones
         self.end_s = sim.duration_s
+        self.drain = sim.drain  # after end_s: no arrivals, the run goes on until no request is in flight …
+        self.drain_until_s = self.end_s + 86_400.0  # … or for a day, if requests are stuck (no zone serves)
         self.jitter_rng = jitter_rng
         self.jitter_ratio = sim.settings.jitter_ratio
         self.retry_jitter = random.Random(sim.seed * 1_000_003 + 2)  # its own stream: retries never shift arrivals
@@ -253,7 +261,8 @@ class _Run:
         if zb < 0:
             return
         copy = Request(self.next_id, original.population, original.prompt_tokens, original.output_tokens,
-                       original.arrival_s, original.finish_reason)  # fmt: skip
+                       original.arrival_s, original.finish_reason, original.prefix_hashes,
+                       original.prefix_block_tokens)  # fmt: skip
         self.next_id += 1
         rtt_s = self.view.rtt_s[original.population][zb]
         if self.jitter_ratio > 0:  # a copy crosses the network like any attempt
@@ -312,7 +321,7 @@ class _Run:
             for zi, zv in enumerate(view.zones):
                 if zv.up != was_up[zi]:
                     self.sinks.zone_health(zi, zv.up, t)
-        if t + tick_s <= self.end_s:
+        if t + tick_s <= self.end_s or (self.drain and self.dispatch.in_flight and t < self.drain_until_s):
             self.push(t + tick_s, _REPORT, tick_s)
 
     def on_fault(self, action, t: float) -> None:
@@ -337,12 +346,13 @@ class _Run:
 
     def on_tick(self, t: float) -> None:
         self.sinks.tick(t)
-        if t + 1.0 <= self.end_s:
+        if t + 1.0 <= self.end_s or (self.drain and self.dispatch.in_flight and t < self.drain_until_s):
             self.push(t + 1.0, _TICK, None)
 
     # --- the loop ----------------------------------------------------------------------------------
 
-    def loop(self, arrivals: Iterable[ArrivalChunk]) -> None:  # noqa: C901 — the hot loop
+    def loop(self, arrivals: Iterable[ArrivalChunk]) -> float:  # noqa: C901 — the hot loop
+        """Run to the end (draining: until nothing is in flight); returns when the run ended."""
         sim, dispatch, view = self.sim, self.dispatch, self.view
         end_s = self.end_s
         zones = self.zones
@@ -367,9 +377,11 @@ class _Run:
             heappush(heap, (0.0, seq(), _TICK, None))
         hedge_delay = dispatch.hedge_delay_s if dispatch.hedging else None
         progress = _Progress(end_s) if sim.progress else None
+        t = end_s
         for chunk in itertools.chain(arrivals, (None,)):
             if chunk is None:  # the end of the run: a sentinel arrival drains the heap up to end_s
-                times, pops, prompts, outputs, jitters = [end_s], [0], [0], [0], [0.0]
+                times, pops, prompts, outputs, jitters = [INF if self.drain else end_s], [0], [0], [0], [0.0]
+                hashes = None
             else:
                 times = chunk.arrival_s.tolist()
                 pops = chunk.population.tolist()
@@ -377,6 +389,8 @@ class _Run:
                 outputs = chunk.output_tokens.tolist()
                 n = len(times)
                 jitters = (self.jitter_rng.exponential(jitter_ratio, n) if jitter_ratio > 0 else np.zeros(n)).tolist()
+                hashes = getattr(chunk, "prefix_hashes", None)  # a PrefixedChunk: sessions, traces with hashes
+                block = getattr(chunk, "block_tokens", 0)
             n_chunk = len(times)
             i = 0
             while i < n_chunk:
@@ -436,7 +450,8 @@ class _Run:
                     break
                 # An arrival: route it now, deliver it after half its round trip.
                 p = pops[i]
-                request = Request(self.next_id, p, prompts[i], outputs[i], t_arrival)
+                request = Request(self.next_id, p, prompts[i], outputs[i], t_arrival, STOP,
+                                  hashes[i] if hashes is not None else None, block)  # fmt: skip
                 jitter = jitters[i]
                 i += 1
                 self.next_id += 1
@@ -457,10 +472,12 @@ class _Run:
                         heappush(heap, (t_arrival + delay_s, seq(), _HEDGE, request))
             if progress and chunk is not None and times:
                 progress.update(times[-1])
+        end_s = max(end_s, t) if self.drain else end_s
         for zone in zones:
             zone._account(end_s)
         if progress:
             progress.close()
+        return end_s
 
 
 class _Progress:

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("simpy")
 
-from benchmarks.simpy_baseline import SimpyGrid  # noqa: E402
+from benchmarks.simpy_baseline import SimpyGrid, baseline_scenario  # noqa: E402
 from grid.scenario import load_scenario  # noqa: E402
 from grid.sim.simulator import Simulation  # noqa: E402
 
@@ -18,7 +18,7 @@ TOLERANCE = 0.03  # relative, on p50/p99 of TTFT, TPOT and E2E
 
 @pytest.fixture(scope="module")
 def scenario():
-    return load_scenario("default")
+    return baseline_scenario(load_scenario("default"))  # the model the baseline implements
 
 
 def _close(a: float, b: float) -> bool:

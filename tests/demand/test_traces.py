@@ -1,10 +1,11 @@
+import gzip
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from grid.demand.traces import Trace, read_trace
+from grid.demand.traces import Trace, TraceReader, read_trace, unit_warnings
 from grid.errors import GridInputError
 
 TRACES = Path(__file__).parents[3] / "shared" / "data" / "traces" / "azure-llm-2023"
@@ -246,3 +247,136 @@ def test_real_azure_code_trace():
     trace = read_trace(TRACES / "AzureLLMInferenceTrace_code.csv")
     assert len(trace) == 8_819
     assert trace.duration_s / 60 == pytest.approx(57.27, abs=0.05)
+
+
+# ------------------------------------------------------------------------------------ more formats
+
+BURST_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+
+
+def test_burstgpt_as_published_counts_failed_rows(tmp_path):
+    # BurstGPT's README: failed requests have 0 response tokens. They are counted, never silently kept.
+    text = BURST_HEADER + (
+        "5,ChatGPT,472,18,490,Conversation log\n"
+        "45,ChatGPT,1087,0,1087,Conversation log\n"
+        "118,GPT-4,417,276,693,API log\n"
+        "120,GPT-4,300,0,300,API log\n"
+    )
+    path = write(tmp_path, "BurstGPT_1.csv", text)
+    trace = read_trace(path)
+    assert trace.arrival_s.tolist() == [0.0, 113.0]
+    assert trace.prompt_tokens.tolist() == [472, 417]
+    assert trace.failed_rows == 2
+    reader = TraceReader(path, failed_rows="prefill")
+    rows = list(reader.chunks())
+    assert rows[0].output.tolist() == [18, 1, 276, 1]  # replayed with a 1-token answer
+    assert reader.stats.failed == reader.stats.failed_replayed == 2
+    assert reader.stats.format == "burstgpt"
+
+
+def test_burstgpt_session_column_and_bad_values(tmp_path):
+    header = "Timestamp,Session ID,Elapsed time,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+    path = write(tmp_path, "b3.csv", header + "1.5,abc,2,GPT-4,10,5,15,Conversation log\n2,,1,GPT-4,3,4,7,API log\n")
+    rows = list(TraceReader(path).chunks())[0]
+    assert rows.sessions == ["abc", None]
+    assert_error(write(tmp_path, "t.csv", BURST_HEADER + "x,ChatGPT,1,1,2,API log\n"), 2, "Timestamp", "seconds")
+    assert_error(write(tmp_path, "n.csv", BURST_HEADER + "1,ChatGPT,-1,1,2,API log\n"), 2, "Request tokens")
+
+
+def test_gzip_is_told_by_its_bytes_not_its_name(tmp_path):
+    text = HEADER + "2023-11-16 18:00:00,10,2\n2023-11-16 18:00:01.5,20,3\n"
+    path = tmp_path / "trace.csv"  # no .gz
+    path.write_bytes(gzip.compress(text.encode()))
+    trace = read_trace(path)
+    assert trace.arrival_s.tolist() == [0.0, 1.5] and trace.prompt_tokens.tolist() == [10, 20]
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(gzip.compress(text.encode())[:30])
+    assert_error(broken, None, "gzip")
+
+
+def jsonl_rows(times_ms, prompt=100, output=10):
+    return "".join(
+        json.dumps({"timestamp": t, "input_length": prompt, "output_length": output}) + "\n" for t in times_ms
+    )
+
+
+def test_window_start_duration_and_limit(tmp_path):
+    path = write(tmp_path, "t.jsonl", jsonl_rows(range(0, 100_000, 1000)))  # one request a second for 100 s
+    reader = TraceReader(path)
+    chunks = list(reader.chunks(start_s=10, end_s=20))
+    times = np.concatenate([c.t_s for c in chunks])
+    assert times.tolist() == [float(t) for t in range(10, 20)]
+    assert reader.stats.before_window == 10 and reader.stats.stopped == "window"
+    assert reader.stats.start_line == 11  # where a later pass may seek to
+    again = TraceReader(path)
+    seeked = list(again.chunks(start_s=10, end_s=20, seek=(reader.stats.start_offset, reader.stats.start_line)))
+    assert np.concatenate([c.t_s for c in seeked]).tolist() == times.tolist()
+    limited = TraceReader(path)
+    assert sum(len(c) for c in limited.chunks(start_s=50, limit=7)) == 7 and limited.stats.stopped == "limit"
+
+
+def test_streaming_chunks_are_bounded_and_sorted(tmp_path):
+    stamps = list(range(0, 10_000, 10))
+    stamps[5], stamps[6] = stamps[6], stamps[5]  # out of order inside a chunk: sorted exactly
+    stamps[700] = 10  # earlier than rows already handed out: replayed at the latest time so far
+    path = write(tmp_path, "t.jsonl", jsonl_rows(stamps))
+    reader = TraceReader(path)
+    chunks = list(reader.chunks(chunk_rows=100))
+    assert max(len(c) for c in chunks) == 100 and sum(len(c) for c in chunks) == 1000
+    times = np.concatenate([c.t_s for c in chunks])
+    assert np.all(np.diff(times) >= 0)
+    assert reader.stats.out_of_order == 1
+    assert np.concatenate([c.lines for c in chunks])[:7].tolist() == [1, 2, 3, 4, 5, 7, 6]
+
+
+def test_hash_ids_are_checked_against_the_declared_block_size(tmp_path):
+    row = {"timestamp": 0, "input_length": 1100, "output_length": 5, "hash_ids": [7, 8, 9]}
+    path = write(tmp_path, "h.jsonl", json.dumps(row) + "\n")
+    (chunk,) = TraceReader(path, block_tokens=512).chunks()
+    assert chunk.hashes == [(7, 8)]  # only full blocks: 1100 tokens are 2 full 512-token blocks
+    with pytest.raises(GridInputError, match="block_tokens"):
+        list(TraceReader(path, block_tokens=256).chunks())
+    undeclared = TraceReader(path)
+    (chunk,) = undeclared.chunks()
+    assert chunk.hashes is None and undeclared.stats.hashes_ignored == 1
+    bare = write(tmp_path, "b.jsonl", jsonl_rows([0]))
+    with pytest.raises(GridInputError, match="missing key 'hash_ids'"):
+        list(TraceReader(bare, block_tokens=512).chunks())
+
+
+@pytest.mark.parametrize(
+    ("stamps_ms", "unit", "words"),
+    [
+        ([i * 0.3 for i in range(12_000)], None, ("implausible", "time_unit: s")),  # an hour written in seconds
+        ([i * 3_600_000.0 for i in range(200)], "s", ("implausible", "time_unit: ms")),  # ms read as seconds
+        ([5.0] * 200, None, ("one instant",)),
+    ],
+)
+def test_units_warning(tmp_path, stamps_ms, unit, words):
+    path = write(tmp_path, "u.jsonl", jsonl_rows(stamps_ms))
+    reader = TraceReader(path, time_unit=unit)
+    for _ in reader.chunks():
+        pass
+    (message,) = unit_warnings(path, reader.stats, unit)
+    for word in words:
+        assert word in message
+
+
+def test_plausible_traces_draw_no_units_warning(tmp_path):
+    path = write(tmp_path, "ok.jsonl", jsonl_rows(range(0, 3_600_000, 300)))  # 3.3 req/s for an hour
+    reader = TraceReader(path)
+    for _ in reader.chunks():
+        pass
+    assert unit_warnings(path, reader.stats, None) == []
+    with pytest.raises(GridInputError, match="time_unit applies to numeric"):
+        list(TraceReader(write(tmp_path, "a.csv", HEADER + "2023-11-16 18:00:00,1,1\n"), time_unit="s").chunks())
+
+
+@pytest.mark.parametrize("offset", ["", "+00:00", "+02:00", "-05:30"])
+def test_azure_2024_rows_skipped_ahead_of_a_window_in_their_utc_offset(tmp_path, offset):
+    rows = [f"2024-05-10 23:59:{s:02d}.{s:07d}{offset},{s + 1},5\n" for s in range(0, 60, 2)]
+    rows += [f"2024-05-11 00:00:{s:02d}.0000000{offset},{100 + s},5\n" for s in range(0, 60, 2)]
+    reader = TraceReader(write(tmp_path, "azure2024.csv", HEADER + "".join(rows)))
+    chunks = list(reader.chunks(start_s=61.0, end_s=70.0))
+    assert np.concatenate([c.prompt for c in chunks]).tolist() == [102, 104, 106, 108]
+    assert reader.stats.before_window == 31

@@ -1,7 +1,10 @@
 """Semantics of the serving model (grid.serving.zone.Zone), driven by hand with an explicit clock.
 
 A toy profile with round numbers makes every time exact: prefill = 2 ms + 0.1 ms/token, decode step
-= 10 ms + 1 ms per running sequence, no frontend delay (one test adds it).
+= 10 ms + 1 ms per running sequence, no frontend delay (one test adds it). These tests pin the
+unchunked schedule (vLLM V0: a prefill step stalls decoding) with 1-token KV blocks, i.e. the model
+as it was before chunked prefill and paged blocks: `chunked_prefill: false` keeps it one flag away.
+The chunked schedule: test_chunked_prefill.py; blocks and prefix reuse: test_prefix_cache.py.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ def profile(**changes) -> GpuProfile:
         prefill_base_s=0.002,
         prefill_per_token_s=0.0001,
         frontend_s=0.0,
+        chunked_prefill=False,
+        block_tokens=1,
     )
     return GpuProfile(**(values | changes))
 
