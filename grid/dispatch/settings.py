@@ -78,6 +78,7 @@ def build_zone_views(scenario: Scenario, world: World) -> list[ZoneView]:
                 price_usd_per_gpu_hour=region.price_usd_per_gpu_hour,
                 carbon_g_per_kwh=region.carbon_g_per_kwh,
                 tz=region.tz,
+                kv_cache_tokens=profile.kv_cache_tokens * zone.replicas,
             )
         )
     return views

@@ -12,6 +12,7 @@ import itertools
 import math
 
 from grid.routing.policy import Policy
+from grid.routing.prefix_index import PrefixIndex
 from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
 from grid.routing.view import GridView
 from grid.serving.request import LENGTH, STOP, Request
@@ -137,24 +138,58 @@ class LatencyAware(Policy):
     1-second-old utilization, so zones at or above `headroom_utilization` (1/1.4: Envoy's
     overprovisioning factor) are used only when no zone has headroom; then the lowest prediction
     over all zones wins (its contention term still steers away from the busiest).
+
+    It learns the zones' prefix caches from its own decisions (`PrefixIndex`: what it sent where):
+    for a request with prefix information the prediction drops the prefill of the prompt tokens a
+    zone is expected to hold (`score_s`), so a long cached prefix can be worth a farther zone.
     """
 
     name = "latency_aware"
     stale_after_s = 5.0
     headroom_utilization = 1 / 1.4
 
+    def __init__(self, rng=None) -> None:
+        super().__init__(rng)
+        self.index: PrefixIndex | None = None  # built on the first request with prefix information
+
+    def expected_hit_tokens(self, request: Request, view: GridView, zone: int) -> int:
+        """Prompt tokens of `request` this router expects `zone`'s prefix cache to hold."""
+        if self.index is None:
+            self.index = PrefixIndex([z.kv_cache_tokens for z in view.zones])
+        return self.index.hit_tokens(request, zone)
+
+    def score_s(self, request: Request, view: GridView, zone: int) -> float:
+        """Predicted client TTFT at `zone`, less the prefill its expected cache hit saves."""
+        predicted = predicted_ttft_s(request, view, zone, self.stale_after_s)
+        if request.prefix_hashes:
+            predicted -= self.expected_hit_tokens(request, view, zone) * view.zones[zone].prefill_s_per_token
+        return predicted
+
     def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
+        score = self.score_s if request.prefix_hashes else None
         best, best_s = -1, float("inf")
         fallback, fallback_s = candidates[0], float("inf")
         for zone in candidates:  # nearest first: a tie keeps the nearer
-            predicted = predicted_ttft_s(request, view, zone, self.stale_after_s)
+            if score is None:
+                predicted = predicted_ttft_s(request, view, zone, self.stale_after_s)
+            else:
+                predicted = score(request, view, zone)
             if predicted < fallback_s - 1e-3:
                 fallback, fallback_s = zone, predicted
             if estimated_utilization(view, zone) >= self.headroom_utilization:
                 continue
             if predicted < best_s - 1e-3:
                 best, best_s = zone, predicted
-        return best if best >= 0 else fallback
+        choice = best if best >= 0 else fallback
+        if score is not None:
+            self.record(request, choice)
+        return choice
+
+    def record(self, request: Request, zone: int) -> None:
+        """`request` goes to `zone`: its prompt's prefix will be cached there (the index exists: every
+        choice that records first asked `expected_hit_tokens`)."""
+        if self.index is not None:
+            self.index.record(request, zone)
 
 
 class Hedged(LatencyAware):

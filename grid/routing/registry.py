@@ -7,7 +7,7 @@ import inspect
 import random
 
 from grid.errors import GridInputError
-from grid.routing import policies
+from grid.routing import cache_policies, policies
 
 POLICIES: dict[str, type] = {
     cls.name: cls
@@ -23,6 +23,7 @@ POLICIES: dict[str, type] = {
         policies.SloSpillover,
         policies.CostAware,
         policies.CarbonAware,
+        cache_policies.PrefixAware,
     )
 }
 

@@ -27,6 +27,7 @@ class ZoneView:
         "price_usd_per_gpu_hour",
         "carbon_g_per_kwh",
         "tz",
+        "kv_cache_tokens",
         "up",
         "outstanding",
         "waiting",
@@ -50,6 +51,7 @@ class ZoneView:
         price_usd_per_gpu_hour: float,
         carbon_g_per_kwh: float,
         tz: str = "UTC",
+        kv_cache_tokens: int = 0,
     ) -> None:
         self.index = index
         self.zone_id = zone_id
@@ -61,6 +63,7 @@ class ZoneView:
         self.price_usd_per_gpu_hour = price_usd_per_gpu_hour
         self.carbon_g_per_kwh = carbon_g_per_kwh
         self.tz = tz  # the region's IANA time zone: its local hour sets its tariff (grid.routing.tariff)
+        self.kv_cache_tokens = kv_cache_tokens  # KV-cache room of all its replicas: what a prefix cache can hold
         self.up = True
         self.outstanding = 0  # admitted and unfinished, as last reported
         self.waiting = 0
