@@ -47,7 +47,9 @@ def _group(stats: RunStats, name: str, pops: list[int], zones: list[int]) -> Gro
     retries = int(stats.retries[np.ix_(pops, zones)].sum())
     ended = completed + rejected + failed
     good = int(stats.good[np.ix_(pops, zones)].sum())
-    return GroupSummary(
+    prompt = int(stats.prompt_tokens[np.ix_(pops, zones)].sum())
+    cached = int(stats.cached_tokens[np.ix_(pops, zones)].sum())
+    summary = GroupSummary(
         name=name,
         completed=completed,
         rejected=rejected,
@@ -58,6 +60,9 @@ def _group(stats: RunStats, name: str, pops: list[int], zones: list[int]) -> Gro
         tpot_s=stats.quantiles("tpot_s", pops, zones),
         e2e_s=stats.quantiles("e2e_s", pops, zones),
     )
+    # vLLM's prefix-cache hit rate: the share of completed requests' prompt tokens served from cache
+    summary.extra["prefix_cache_hit_rate"] = cached / prompt if prompt else math.nan
+    return summary
 
 
 @dataclass(frozen=True)
@@ -213,6 +218,10 @@ def format_table(report: Report) -> str:
         f"cost ${totals['cost_usd_per_hour']:.2f}/h, ${totals['usd_per_1m_output_tokens']:.3f} per 1M output tokens · "
         f"carbon {totals['carbon_g_per_1m_output_tokens']:.0f} gCO2 per 1M output tokens"
     )
+    hit_rate = report.grid.extra.get("prefix_cache_hit_rate", math.nan)
+    if hit_rate > 0:  # only workloads with prefix information can hit
+        by_zone = " · ".join(f"{z.name} {_pct(z.extra['prefix_cache_hit_rate'])}" for z in report.zones)
+        lines.append(f"prefix cache hit rate {_pct(hit_rate)} of prompt tokens ({by_zone})")
     demand = meta.get("demand")
     if demand and demand.get("kind") == "trace":
         tail_s = meta["duration_s"] - meta.get("arrival_window_s", meta["duration_s"])

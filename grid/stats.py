@@ -54,17 +54,28 @@ class RunStats:
         self.good = np.zeros((n_populations, n_zones), dtype=np.int64)
         self.output_tokens = np.zeros((n_populations, n_zones), dtype=np.int64)
         self.prompt_tokens = np.zeros((n_populations, n_zones), dtype=np.int64)
+        self.cached_tokens = np.zeros((n_populations, n_zones), dtype=np.int64)  # prompt tokens from prefix caches
         shape = (len(METRICS), n_populations * n_zones, _N_BUCKETS)
         self.hist = np.zeros(shape, dtype=np.int64)
         self._buf_group: list[int] = []
         self._buf: tuple[list[float], list[float], list[float]] = ([], [], [])
         self._buf_tokens: list[int] = []
         self._buf_prompt: list[int] = []
+        self._buf_cached: list[int] = []
 
     def finished(
-        self, population: int, zone: int, ttft_s: float, tpot_s: float, e2e_s: float, prompt: int, output: int
+        self,
+        population: int,
+        zone: int,
+        ttft_s: float,
+        tpot_s: float,
+        e2e_s: float,
+        prompt: int,
+        output: int,
+        cached: int = 0,
     ) -> None:
-        """A completed request; `tpot_s` is NaN for one-token answers (no inter-token time)."""
+        """A completed request; `tpot_s` is NaN for one-token answers (no inter-token time); `cached`:
+        its prompt tokens served from its zone's prefix cache."""
         self._buf_group.append(population * self.n_zones + zone)
         ttft, tpot, e2e = self._buf
         ttft.append(ttft_s)
@@ -72,6 +83,7 @@ class RunStats:
         e2e.append(e2e_s)
         self._buf_tokens.append(output)
         self._buf_prompt.append(prompt)
+        self._buf_cached.append(cached)
         if len(ttft) >= FLUSH_EVERY:
             self.flush()
 
@@ -100,10 +112,15 @@ class RunStats:
         self.prompt_tokens += (
             np.bincount(groups, weights=prompt, minlength=n_groups).astype(np.int64).reshape(self.prompt_tokens.shape)
         )
+        cached = np.asarray(self._buf_cached, dtype=float)
+        self.cached_tokens += (
+            np.bincount(groups, weights=cached, minlength=n_groups).astype(np.int64).reshape(self.cached_tokens.shape)
+        )
         self._buf_group = []
         self._buf = ([], [], [])
         self._buf_tokens = []
         self._buf_prompt = []
+        self._buf_cached = []
 
     def quantiles(self, metric: str, populations: slice | list[int], zones: slice | list[int]) -> dict[str, float]:
         """p50/p90/p99 (bucket upper edges) over the given populations × zones; NaN when empty."""

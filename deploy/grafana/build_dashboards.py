@@ -352,6 +352,20 @@ def grid_overview() -> Json:
         ),
         timeseries("KV-cache usage by zone", [("max by (zone) (vllm:kv_cache_usage_perc)", "{{zone}}")], "percentunit"),
         timeseries(
+            "Prefix-cache hit rate by zone",
+            [
+                (
+                    ratio(
+                        rate("vllm:prefix_cache_hits_total", "zone"), rate("vllm:prefix_cache_queries_total", "zone")
+                    ),
+                    "{{zone}}",
+                )
+            ],
+            "percentunit",
+            description="Share of prompt tokens served from the zone's prefix cache (0 for workloads without "
+            "prefix information: the default Poisson world).",
+        ),
+        timeseries(
             "Utilization by zone (offered load / saturated capacity)",
             [("max by (zone) (grid_zone_utilization)", "{{zone}}")],
             "percentunit",

@@ -58,7 +58,7 @@ class StatsSink(Sink):
         status = outcome.status
         if status in (STOP, LENGTH):
             stats.finished(p, z, outcome.ttft_s, outcome.tpot_s, outcome.e2e_s, request.prompt_tokens,
-                           request.output_tokens)  # fmt: skip
+                           request.output_tokens, request.cached_tokens)  # fmt: skip
         elif status == REJECTED:
             stats.rejected[p, z if z >= 0 else stats.n_zones] += 1
             if outcome.reason == CONTEXT_LENGTH:

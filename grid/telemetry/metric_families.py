@@ -129,6 +129,13 @@ class MetricFamilies:
         self.generation_tokens = Counter(
             "vllm:generation_tokens", "Number of generation tokens processed.", vl, registry=r
         )
+        # vLLM's prefix-cache counters (v1: tokens queried and hit, counted when a request is scheduled)
+        self.prefix_cache_queries = Counter(
+            "vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", vl, registry=r
+        )
+        self.prefix_cache_hits = Counter(
+            "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", vl, registry=r
+        )
         self.request_success = Counter(
             "vllm:request_success", "Count of successfully processed requests.", (*vl, "finished_reason"), registry=r
         )
@@ -275,6 +282,8 @@ class MetricFamilies:
                 "kv": self.kv_cache_usage_perc.labels(*labels),
                 "prompt_tokens": self.prompt_tokens.labels(*labels),
                 "generation_tokens": self.generation_tokens.labels(*labels),
+                "cache_queries": self.prefix_cache_queries.labels(*labels),
+                "cache_hits": self.prefix_cache_hits.labels(*labels),
                 "preemptions": self.num_preemptions.labels(*labels),
                 "ttft": self.time_to_first_token.labels(*labels),
                 "itl": self.inter_token_latency.labels(*labels),

@@ -169,6 +169,9 @@ class GridMetrics(MetricFamilies):
             z["ttft"].observe(ttft_s)
             z["prompt_tokens"].inc(request.prompt_tokens)
             z["prompt_hist"].observe(request.prompt_tokens)
+            z["cache_queries"].inc(request.prompt_tokens)
+            if request.cached_tokens:
+                z["cache_hits"].inc(request.cached_tokens)
         if generated_tokens > 0:
             z["generation_tokens"].inc(generated_tokens)
         scheduled = request.scheduled_s >= 0.0
