@@ -13,20 +13,13 @@ import pytest
 from grid.scenario import GpuProfile
 from grid.serving.zone import FINISHED, INF, Zone
 from tests.serving.test_zone import Clock
+from tests.serving.test_zone import profile as zone_profile
 
 
 def chunked(**changes) -> GpuProfile:
-    values = dict(
-        max_num_seqs=8,
-        max_num_batched_tokens=1000,
-        kv_cache_tokens=100_000,
-        decode_base_s=0.010,
-        decode_per_seq_s=0.001,
-        prefill_base_s=0.002,
-        prefill_per_token_s=0.0001,
-        frontend_s=0.0,
-    )
-    return GpuProfile(**(values | changes))
+    """test_zone's small engine, chunked (vLLM V1's schedule) with a 1,000-token step budget."""
+    defaults = {"max_num_batched_tokens": 1000, "chunked_prefill": True, "block_tokens": 16}
+    return zone_profile(**(defaults | changes))
 
 
 def test_long_prompt_is_chunked_while_decoding_goes_on():

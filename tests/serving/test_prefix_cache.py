@@ -15,21 +15,12 @@ from grid.serving import zone as zone_module
 from grid.serving.request import Request
 from grid.serving.zone import Zone
 from tests.serving.test_zone import Clock
+from tests.serving.test_zone import profile as zone_profile
 
 
 def profile(**changes) -> GpuProfile:
-    values = dict(
-        max_num_seqs=8,
-        max_num_batched_tokens=4096,
-        kv_cache_tokens=100_000,
-        decode_base_s=0.010,
-        decode_per_seq_s=0.001,
-        prefill_base_s=0.002,
-        prefill_per_token_s=0.0001,
-        frontend_s=0.0,
-        chunked_prefill=False,
-    )
-    return GpuProfile(**(values | changes))
+    """test_zone's small engine, with vLLM's 16-token blocks."""
+    return zone_profile(**({"block_tokens": 16} | changes))
 
 
 class PrefixClock(Clock):
