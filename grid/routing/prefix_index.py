@@ -69,8 +69,3 @@ class PrefixIndex:
     def tokens(self, zone: int) -> int:
         """Prefix tokens the router believes `zone` holds (SGLang's "tree size")."""
         return self._tokens[zone]
-
-    def forget(self, zone: int) -> None:
-        """`zone` lost its cache (it went down or restarted)."""
-        self._units[zone].clear()
-        self._tokens[zone] = 0

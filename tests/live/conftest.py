@@ -51,9 +51,12 @@ def serve(scenario, settings: GatewaySettings, stream_interval_s: float = 0.01):
         grid.close()
 
 
-def stream_chat(url: str, model: str, population: str, max_tokens: int) -> tuple[int | None, list]:
+def stream_chat(
+    url: str, model: str, population: str, max_tokens: int, times: list[float] | None = None
+) -> tuple[int | None, list]:
     """A streamed chat answer of exactly `max_tokens` (`ignore_eos`): (status, parsed `data:` events,
-    `[DONE]` kept as a string); (None, [("exception", …)]) when the connection failed."""
+    `[DONE]` kept as a string); (None, [("exception", …)]) when the connection failed. `times` gets
+    the `time.monotonic()` at which each event was read."""
     body = {
         "model": model,
         "messages": [{"role": "user", "content": "a long answer, please"}],
@@ -67,6 +70,8 @@ def stream_chat(url: str, model: str, population: str, max_tokens: int) -> tuple
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60) as response:
             for line in response.iter_lines():
                 if line.startswith("data: "):
+                    if times is not None:
+                        times.append(time.monotonic())
                     data = line[len("data: ") :]
                     events.append(data if data == "[DONE]" else json.loads(data))
             return response.status_code, events

@@ -10,8 +10,6 @@ import socket
 import statistics
 import time
 
-import httpx
-
 from grid.live.tokenizer import count as qwen_tokens
 
 from .conftest import stream_chat
@@ -19,24 +17,6 @@ from .conftest import stream_chat
 
 def _histogram_count(metrics: str, family: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{re.escape(family)}_count{{[^}}]*}} (\S+)$", metrics, re.M))
-
-
-def _timed_stream(url: str, model: str, max_tokens: int) -> list[tuple[float, dict]]:
-    """Each content chunk of a streamed answer with the time the client read it."""
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": "pace me"}],
-        "max_tokens": max_tokens,
-        "ignore_eos": True,
-        "stream": True,
-    }
-    chunks = []
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers={"x-grid-population": "berlin"}) as r:
-        assert r.status_code == 200
-        for line in r.iter_lines():
-            if line.startswith("data: {"):
-                chunks.append((time.monotonic(), json.loads(line[6:])))
-    return chunks
 
 
 def test_one_token_per_chunk(live):
@@ -52,8 +32,11 @@ def test_tokens_arrive_at_the_decode_pace_not_in_bursts(live):
     # Alone on its zone, a sequence's decode step is decode_base_s + decode_per_seq_s (small.yaml).
     gpu = live.scenario.gpus["h100"]
     step_s = gpu.decode_base_s + gpu.decode_per_seq_s
-    chunks = _timed_stream(live.url, live.model, 80)
-    gaps = [b[0] - a[0] for a, b in zip(chunks, chunks[1:], strict=False)]
+    times: list[float] = []
+    status, events = stream_chat(live.url, live.model, "berlin", 80, times)
+    assert status == 200
+    chunk_times = [t for t, e in zip(times, events, strict=True) if isinstance(e, dict) and e["choices"]]
+    gaps = [b - a for a, b in zip(chunk_times, chunk_times[1:], strict=False)]
     median = statistics.median(gaps)
     bursts = sum(g < 0.2 * step_s for g in gaps) / len(gaps)
     # Before pacing, a 10 ms stream tick sent ~1.4 tokens per chunk: gaps of 0 or one tick.
