@@ -208,8 +208,8 @@ def create_app(
     async def chat_completions(request: Request):
         body, population = await accept(request, api.ChatCompletionRequest)
         messages = [(m.role, m.text()) for m in body.messages]
-        prompt_tokens = await tokenizer.count_chat_async(messages, body.enable_thinking)
-        return await unless_hung_up(request, gateway.handle(True, body, prompt_tokens, population))
+        ids = await tokenizer.chat_ids_async(messages, body.enable_thinking)
+        return await unless_hung_up(request, gateway.handle(True, body, len(ids), population, ids))
 
     @app.post(
         "/v1/completions",
@@ -218,9 +218,9 @@ def create_app(
     )
     async def completions(request: Request):
         body, population = await accept(request, api.CompletionRequest)
-        prompt = body.single_prompt  # token ids count as themselves
-        prompt_tokens = len(prompt) if isinstance(prompt, list) else await tokenizer.count_async(prompt)
-        return await unless_hung_up(request, gateway.handle(False, body, max(1, prompt_tokens), population))
+        prompt = body.single_prompt  # token ids are the prompt's ids as they are
+        ids = prompt if isinstance(prompt, list) else await tokenizer.prompt_ids_async(prompt)
+        return await unless_hung_up(request, gateway.handle(False, body, max(1, len(ids)), population, ids))
 
     @app.get("/v1/models", responses={"401": _ERROR_RESPONSE})
     async def models(request: Request):

@@ -78,6 +78,8 @@ class DashboardStats:
         n_p, n_z = len(world.population_ids), len(world.zone_ids)
         self.completed = np.zeros((n_p, n_z), dtype=np.int64)
         self.failed = np.zeros(n_z, dtype=np.int64)
+        self.prompt_tokens = np.zeros(n_z, dtype=np.int64)  # of completed requests, for the cache hit rate
+        self.cached_tokens = np.zeros(n_z, dtype=np.int64)
         self.ttft: list[deque[float]] = [deque(maxlen=self.RECENT_TTFT) for _ in range(n_z)]
 
     def observe(self, record: RequestRecord) -> None:
@@ -87,6 +89,8 @@ class DashboardStats:
             return
         if record.status in (STOP, LENGTH):
             self.completed[pi, zi] += 1
+            self.prompt_tokens[zi] += record.prompt_tokens
+            self.cached_tokens[zi] += record.cached_tokens
             if math.isfinite(record.ttft_s):
                 self.ttft[zi].append(record.ttft_s)
         elif record.status in (ERROR, ABORT):
@@ -99,6 +103,10 @@ class DashboardStats:
             "completed_total": int(self.completed[:, zi].sum()),
             "failed_total": int(self.failed[zi]),
             "ttft_p99_s": p99,
+            # share of prompt tokens served from the zone's prefix cache (as `grid sim` reports it)
+            "prefix_cache_hit_rate": (
+                float(self.cached_tokens[zi] / self.prompt_tokens[zi]) if self.prompt_tokens[zi] else None
+            ),
         }
 
     def flows(self) -> list[dict]:

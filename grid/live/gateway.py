@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -55,9 +56,10 @@ from grid.live import responses
 from grid.live.gateway_state import GatewayState
 from grid.live.health import HealthSettings
 from grid.live.http_limits import HttpLimits
+from grid.live.prefix_hashes import BLOCK_TOKENS, block_hashes
 from grid.live.responses import ABORT, UPDATE_STOP
 from grid.live.security import ApiKey
-from grid.live.zone_actor import ADMITTED, BUSY, NOTIFY_NONE, NOTIFY_STREAM, UPDATE_FAILED
+from grid.live.zone_actor import ADMITTED, BUSY, NOTIFY_NONE, NOTIFY_STREAM, UPDATE_FAILED, UPDATE_FIRST
 from grid.live.zone_link import TIMEOUT, expire
 from grid.serving.request import CANCELLED, ERROR, REJECTED
 from grid.serving.request import Request as GridRequest
@@ -162,7 +164,10 @@ class GridGateway(GatewayState):
 
     # --- one request ---------------------------------------------------------------------------
 
-    async def handle(self, chat: bool, body, prompt_tokens: int, population: int) -> Response:
+    async def handle(
+        self, chat: bool, body, prompt_tokens: int, population: int, prompt_ids: Sequence[int] = ()
+    ) -> Response:
+        """Serve one accepted request; `prompt_ids` (its token ids) name its KV blocks for the prefix caches."""
         if self.draining:
             raise self.draining_error()
         self.intake.check_token_limit(chat, prompt_tokens, body.token_limit)
@@ -179,6 +184,9 @@ class GridGateway(GatewayState):
         request = GridRequest(rid, population, prompt_tokens, output, arrival, finish)
         if not self.dispatch.arrive(request, arrival):  # over the context: ended, rejected
             raise self.intake.context_error(chat, prompt_tokens)
+        request.prefix_hashes = block_hashes(prompt_ids)  # within the context: ≤ 1 ms
+        if request.prefix_hashes:
+            request.prefix_block_tokens = BLOCK_TOKENS
         live = _Live(request, handled_s=handled)
         self.live[rid] = live
         timeout = self.settings.request_timeout_s
@@ -260,6 +268,8 @@ class GridGateway(GatewayState):
                 raise self.stop_error(live)
             if sent is not None:
                 headers, half, first = sent
+                if first is not None and first[0] == UPDATE_FIRST:  # a stream's headers go with its first token
+                    headers["x-grid-cached-tokens"] = str(first[4])
                 return request.zone, headers, half, first
 
     async def send(self, live: _Live, leg: _Live, zi: int, notify: int, sent_s: float):
@@ -285,7 +295,7 @@ class GridGateway(GatewayState):
         leg.queue = asyncio.Queue()
         at_s = sent_s + half + self.monitor.clock_offset_s[zi]  # reaches the zone, on the zone's clock
         future = self.links[zi].submit(
-            (request.id, population, request.prompt_tokens, request.output_tokens, notify, at_s)
+            (request.id, population, request.prompt_tokens, request.output_tokens, notify, at_s, request.prefix_hashes)
         )
         wait_s = min(self.settings.attempt_timeout_s, live.deadline_s - self.now())
         # The submit's own future, awaited with a timer that answers TIMEOUT (cheaper than asyncio.wait
@@ -424,10 +434,10 @@ class GridGateway(GatewayState):
         ttft: float,
         e2e: float,
         itl_s: list[float] | None = None,
-        phases: tuple[float, float] | None = None,
+        phases: tuple[float, float, int] | None = None,
     ) -> None:
         """A request completed: TTFT and E2E as its client saw them, the gaps between its chunks as
-        sent (None: not streamed), and its zone's (queue, prefill) times."""
+        sent (None: not streamed), and its zone's (queue s, prefill s, cached prompt tokens)."""
         request = live.request
         # Zone-side times on the gateway's clock, as the simulator's requests carry them: a policy's
         # `observe` adds the half RTT back (`hedged` learns its client-side TTFT threshold that way).
@@ -437,6 +447,7 @@ class GridGateway(GatewayState):
         if phases is not None:  # so vLLM's queue, prefill and inference histograms fill as in the simulator
             request.scheduled_s = request.first_token_s - phases[1]
             request.admit_s = request.scheduled_s - phases[0]
+            request.cached_tokens = phases[2]
         self.health[request.zone].request_ok()
         self.close(live, request.finish_reason, client_times(request), itl_s)
 

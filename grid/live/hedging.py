@@ -32,7 +32,6 @@ import math
 from typing import TYPE_CHECKING
 
 from grid.live.zone_actor import NOTIFY_FIRST, NOTIFY_STREAM
-from grid.serving.request import Request as GridRequest
 
 if TYPE_CHECKING:
     from grid.live.gateway import GridGateway, _Live
@@ -118,7 +117,7 @@ class Hedging:
         """Send the copy to `zb`: the request's id and sizes, leaving the gateway at `due_s`."""
         gateway = self.gateway
         r = live.request
-        twin = GridRequest(r.id, r.population, r.prompt_tokens, r.output_tokens, r.arrival_s, r.finish_reason)
+        twin = r.copy(r.id)
         twin.attempts = r.attempts  # a copy runs beside this attempt: it is no attempt of its own
         leg = live.hedge = type(live)(twin, deadline_s=live.deadline_s)  # a _Live (its zone is tried already)
         return asyncio.ensure_future(gateway.send(live, leg, zb, notify, due_s))

@@ -296,11 +296,13 @@ def parse_body(model: type[BaseModel], raw: bytes) -> Any:
 # --- responses --------------------------------------------------------------------------------
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict:
+    """OpenAI's usage object; `cached_tokens`: prompt tokens served from the zone's prefix cache."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     }
 
 
@@ -352,6 +354,7 @@ class ChunkWriter:
         self.include_usage = include_usage
         self.continuous_usage = continuous_usage
         self.prompt_tokens = prompt_tokens
+        self.cached_tokens = 0  # known with the first token
         self._head = {
             "id": rid,
             "object": "chat.completion.chunk" if chat else "text_completion",
@@ -377,7 +380,7 @@ class ChunkWriter:
     def content(self, text: str, finish: str | None = None, tokens_so_far: int = 0) -> bytes:
         if finish is None and not self.continuous_usage and not (self.chat and self._first):
             return self._plain_head + json.dumps(text).encode() + self._plain_tail
-        use = usage(self.prompt_tokens, tokens_so_far) if self.continuous_usage else None
+        use = usage(self.prompt_tokens, tokens_so_far, self.cached_tokens) if self.continuous_usage else None
         if self.chat:
             delta: dict[str, str] = {"content": text}
             if self._first:

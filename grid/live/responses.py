@@ -51,6 +51,7 @@ class RequestRecord:
     prompt_tokens: int
     output_tokens: int
     rtt_s: float
+    cached_tokens: int = 0  # prompt tokens served from the zone's prefix cache
     ttft_s: float = math.nan
     e2e_s: float = math.nan
     tpot_s: float = math.nan
@@ -74,6 +75,7 @@ def notify_end(
         prompt_tokens=request.prompt_tokens,
         output_tokens=request.output_tokens if times else 0,
         rtt_s=request.rtt_s,
+        cached_tokens=request.cached_tokens,
     )
     if times:
         record.ttft_s, record.e2e_s, record.tpot_s = times
@@ -161,7 +163,8 @@ async def complete(
     e2e = gateway.now() - request.arrival_s
     ttft = e2e - (t_s - first_s)  # the first token left the zone t_s − first_s before the last one
     gateway.finished(live, ttft, e2e, None, phases)
-    use = api.usage(request.prompt_tokens, request.output_tokens)
+    headers["x-grid-cached-tokens"] = str(request.cached_tokens)
+    use = api.usage(request.prompt_tokens, request.output_tokens, request.cached_tokens)
     text = "".join(generate_pieces(request.output_tokens, text_seed))
     build = api.chat_completion if chat else api.text_completion
     payload = build(response_id, created, gateway.model_name, text, request.finish_reason, use)
@@ -205,6 +208,7 @@ async def stream(gateway: GridGateway, live: _Live, writer: api.ChunkWriter, tex
                     phases = item_phases
                 elif kind == UPDATE_FIRST:
                     pacer.first(t_s)
+                    writer.cached_tokens = item_phases
                 else:
                     pacer.promise(tokens, t_s)
             delay = upcoming[1] + shift - now()
@@ -231,7 +235,7 @@ async def stream(gateway: GridGateway, live: _Live, writer: api.ChunkWriter, tex
             if pacer.complete:
                 gateway.finished(live, first_sent - request.arrival_s, t - request.arrival_s, gaps, phases)
                 if writer.include_usage:
-                    yield writer.usage(api.usage(request.prompt_tokens, request.output_tokens))
+                    yield writer.usage(api.usage(request.prompt_tokens, request.output_tokens, request.cached_tokens))
                 yield writer.DONE
                 return
     finally:

@@ -25,9 +25,10 @@ parse them) and tool definitions and calls (the API refuses them).
 
 **Cost** (`benchmarks/tokenizer_cost.py`): the first use loads the vocabulary (≈0.3–0.7 s, once; the
 async helpers do it in a worker thread). Encoding costs ≈1.3–1.8× the word-piece regex this replaced,
-per character. Counting caches the count of each piece of text between added tokens (in a chat
-prompt, each message), so a repeated system prompt or a conversation's resent history is not
-encoded again. What is left to encode runs inline up to `INLINE_MAX_CHARS` and in a worker thread
+per character. The ids of each piece of text between added tokens (in a chat prompt, each
+message) are cached, so a repeated system prompt or a conversation's resent history is not encoded
+again (the gateway needs the ids, not only their count: they name the prompt's KV blocks,
+`grid.live.prefix_hashes`). What is left to encode runs inline up to `INLINE_MAX_CHARS` and in a worker thread
 beyond (tiktoken releases the GIL), so one huge prompt does not stall the other streams.
 """
 
@@ -40,6 +41,7 @@ import importlib.util
 import re
 import threading
 import unicodedata
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,14 +78,16 @@ INLINE_MAX_CHARS = 8 * 1024
 # backtracking"); such text is encoded in pieces of this size (exact but for a token at each seam).
 _FALLBACK_CHUNK = 1 << 18
 
-CACHE_ENTRIES = 4096  # piece counts kept (least recently used out)
+CACHE_ENTRIES = 4096  # pieces whose ids are kept (least recently used out)
+CACHE_MAX_IDS = 1 << 22  # and at most this many ids in all (16 MiB)
 CACHE_MIN_CHARS = 64  # shorter pieces are their own cache key; longer ones are keyed by a digest
 
 _SPECIAL_SPLIT = re.compile("(" + "|".join(map(re.escape, ADDED_TOKENS)) + ")")
 _NONE: frozenset[str] = frozenset()  # pieces hold no added token: they were split out
 _encoding: tiktoken.Encoding | None = None
 _load_lock = threading.Lock()
-_cache: OrderedDict[str | bytes, int] = OrderedDict()
+_cache: OrderedDict[str | bytes, array] = OrderedDict()
+_cached_ids = 0
 _cache_lock = threading.Lock()  # count() also runs in worker threads
 
 
@@ -138,11 +142,12 @@ def encode(text: str) -> list[int]:
     return ids
 
 
-# --- counting, with a cache of the pieces between added tokens ---------------------------------------
+# --- encoding prompts, with a cache of the pieces between added tokens ------------------------------
 # The pieces of a chat prompt are its messages ("user\n" + content, "system\n" + …) and the template's
 # "\n" and "assistant\n": a system prompt repeats across requests and a conversation resends its
-# history every turn, so their counts are kept. A piece is its own key when short, else a 128-bit
-# digest of it stands in (so the cache holds at most CACHE_ENTRIES × CACHE_MIN_CHARS characters).
+# history every turn, so their ids are kept (the prefix cache needs the ids, not only their count).
+# A piece is its own key when short, else a 128-bit digest of it stands in; the cache is bounded in
+# entries and in ids held (CACHE_MAX_IDS × 4 bytes).
 
 
 def _key(piece: str) -> str | bytes:
@@ -151,37 +156,70 @@ def _key(piece: str) -> str | bytes:
     return hashlib.blake2b(piece.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def _plan(text: str) -> tuple[int, list[tuple[str | bytes, str]]]:
-    """(tokens already known: added tokens and cached pieces, the pieces left to encode with their keys)."""
-    pieces = _SPECIAL_SPLIT.split(text)
-    known = len(pieces) // 2  # the added tokens, one token each
-    keyed = [(_key(piece), piece) for piece in pieces[::2] if piece]
-    todo: list[tuple[str | bytes, str]] = []
-    with _cache_lock:
-        for key, piece in keyed:
-            cached = _cache.get(key)
-            if cached is None:
-                todo.append((key, piece))
-            else:
-                _cache.move_to_end(key)
-                known += cached
-    return known, todo
+# A prompt's parts, in order: an added token's id, or the ids of a piece (None until encoded).
+_Parts = list[int | array | None]
+_Todo = list[tuple[int, str | bytes, str]]  # (index in the parts, cache key, piece)
 
 
-def _encode_todo(todo: list[tuple[str | bytes, str]]) -> int:
-    counts = [(key, len(_encode_piece(piece))) for key, piece in todo]  # outside the lock: the slow part
+def _plan(text: str) -> tuple[_Parts, _Todo]:
+    """The prompt's parts with cached pieces filled in, and the pieces left to encode."""
+    parts: _Parts = []
+    todo: _Todo = []
     with _cache_lock:
-        for key, n in counts:
-            _cache[key] = n
-            if len(_cache) > CACHE_ENTRIES:
-                _cache.popitem(last=False)
-    return sum(n for _, n in counts)
+        for i, piece in enumerate(_SPECIAL_SPLIT.split(text)):  # odd items are added tokens
+            if i % 2:
+                parts.append(SPECIAL_IDS[piece])
+            elif piece:
+                key = _key(piece)
+                ids = _cache.get(key)
+                if ids is None:
+                    todo.append((len(parts), key, piece))
+                else:
+                    _cache.move_to_end(key)
+                parts.append(ids)
+    return parts, todo
+
+
+def _encode_todo(parts: _Parts, todo: _Todo) -> _Parts:
+    global _cached_ids
+    encoded = [(at, key, array("I", _encode_piece(piece))) for at, key, piece in todo]  # outside the lock
+    with _cache_lock:
+        for at, key, ids in encoded:
+            parts[at] = ids
+            if len(ids) > CACHE_MAX_IDS // 4:
+                continue  # one huge piece would flush the cache
+            if key not in _cache:
+                _cached_ids += len(ids)
+            _cache[key] = ids
+            while len(_cache) > CACHE_ENTRIES or _cached_ids > CACHE_MAX_IDS:
+                _cached_ids -= len(_cache.popitem(last=False)[1])
+    return parts
+
+
+def _count(parts: _Parts) -> int:
+    return sum(1 if isinstance(part, int) else len(part) for part in parts)  # type: ignore[arg-type]
+
+
+def _join(parts: _Parts) -> array:
+    ids = array("I")
+    for part in parts:
+        if isinstance(part, int):
+            ids.append(part)
+        else:
+            ids.extend(part)  # type: ignore[arg-type]
+    return ids
+
+
+def prompt_ids(text: str) -> array:
+    """`encode(text)` as an array of ids, with cached pieces not encoded again."""
+    parts, todo = _plan(text)
+    return _join(_encode_todo(parts, todo) if todo else parts)
 
 
 def count(text: str) -> int:
     """`len(encode(text))`, with cached pieces not encoded again."""
-    known, todo = _plan(text)
-    return known + _encode_todo(todo) if todo else known
+    parts, todo = _plan(text)
+    return _count(_encode_todo(parts, todo) if todo else parts)
 
 
 def chat_prompt(messages: Sequence[tuple[str, str]], enable_thinking: bool = True) -> str:
@@ -223,20 +261,28 @@ def count_chat(messages: Sequence[tuple[str, str]], enable_thinking: bool = True
     return count(chat_prompt(messages, enable_thinking))
 
 
-async def count_async(text: str) -> int:
-    """`count`, whose encoding runs in a worker thread when it would stall the event loop: the first
+async def prompt_ids_async(text: str) -> array:
+    """`prompt_ids`, whose encoding runs in a worker thread when it would stall the event loop: the first
     load, or more than INLINE_MAX_CHARS characters not in the cache (tiktoken releases the GIL)."""
     if _encoding is None:
         await asyncio.to_thread(encoding)
-    known, todo = _plan(text)
-    if not todo:
-        return known
-    if sum(len(piece) for _, piece in todo) > INLINE_MAX_CHARS:
-        return known + await asyncio.to_thread(_encode_todo, todo)
-    return known + _encode_todo(todo)
+    parts, todo = _plan(text)
+    if todo:
+        if sum(len(piece) for _, _, piece in todo) > INLINE_MAX_CHARS:
+            parts = await asyncio.to_thread(_encode_todo, parts, todo)
+        else:
+            parts = _encode_todo(parts, todo)
+    return _join(parts)
+
+
+async def chat_ids_async(messages: Sequence[tuple[str, str]], enable_thinking: bool = True) -> array:
+    """The ids of the chat prompt (Qwen3's template), off the event loop when it would stall on it."""
+    return await prompt_ids_async(chat_prompt(messages, enable_thinking))
+
+
+async def count_async(text: str) -> int:
+    return len(await prompt_ids_async(text))
 
 
 async def count_chat_async(messages: Sequence[tuple[str, str]], enable_thinking: bool = True) -> int:
-    """`count_chat`, in a worker thread when the event loop would stall on it (first load, long chats)."""
-    prompt = chat_prompt(messages, enable_thinking)
-    return await count_async(prompt)
+    return len(await chat_ids_async(messages, enable_thinking))

@@ -22,9 +22,10 @@ Time: the model's times, not the transport's. A submitted request carries the ti
 zone (`at_s`, on the actor's clock: the gateway's arrival + rtt/2, translated with its estimate of the
 clock offset); the actor admits it then — or at the model's current time if the model has already
 moved past it — so a late Ray call or a busy CPU does not shift the request. Updates are tuples
-`(request id, kind, tokens, t_s, first_s, phases)` stamped with the model time the tokens were
-produced: kind FIRST (the first token, at its time), TOKENS (a promise: `tokens` by `t_s`), DONE (all
-output tokens, at the finish; `phases` = its vLLM queue and prefill times, s) and FAILED; `first_s`
+`(request id, kind, tokens, t_s, first_s, extra)` stamped with the model time the tokens were
+produced: kind FIRST (the first token, at its time; `extra` = its prompt tokens served from the
+prefix cache), TOKENS (a promise: `tokens` by `t_s`), DONE (all output tokens, at the finish; `extra`
+= its vLLM queue and prefill times, s, and its cached prompt tokens) and FAILED; `first_s`
 is the first token's time (−1 before it). The gateway delivers each one at t_s + rtt/2 (its clock).
 
 Streams are paced token by token (`grid.live.token_pacing`): a stream tick at `now` promises each
@@ -63,8 +64,9 @@ import uuid
 import warnings
 from collections.abc import Callable
 
+from grid.live.prefix_hashes import BLOCK_TOKENS
 from grid.scenario import GpuProfile, Scenario
-from grid.serving.request import Request
+from grid.serving.request import STOP, Request
 from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
 
 log = logging.getLogger(__name__)
@@ -172,20 +174,21 @@ class ZoneActor:
         self._ensure_started()
         return self.zone_id
 
-    async def submit(self, batch: list[tuple[int, int, int, int, int, float]]) -> tuple[list[int], list[tuple], str]:
-        """Admit `(id, population, prompt_tokens, output_tokens, notify, at_s)` requests, each at
-        `at_s` (actor clock; clamped to [model time, now]); answers one of ADMITTED, BUSY, DOWN per
+    async def submit(self, batch: list[tuple]) -> tuple[list[int], list[tuple], str]:
+        """Admit `(id, population, prompt_tokens, output_tokens, notify, at_s, prefix_hashes)` requests,
+        each at `at_s` (actor clock; clamped to [model time, now]; `prefix_hashes`: the prompt's KV-block
+        chain, `grid.live.prefix_hashes`, or None); answers one of ADMITTED, BUSY, DOWN per
         request, plus every pending update (piggybacked: a fast request may already be done) and
         the incarnation that admitted them."""
         self._ensure_started()
         now = self._now()
         zone = self.zone
         accepted = []
-        for rid, population, prompt, output, notify, at_s in batch:
+        for rid, population, prompt, output, notify, at_s, hashes in batch:
             self.received += 1
             t = min(now, max(at_s, self._t_model))
             self._advance(t)  # the model must be current before it takes new work
-            request = Request(rid, population, prompt, output, t)
+            request = Request(rid, population, prompt, output, t, STOP, hashes, BLOCK_TOKENS if hashes else 0)
             if zone.admit(request, t):
                 if self.fresh_reports:
                     self._push_report(t)
@@ -372,19 +375,19 @@ class ZoneActor:
                 entry = self._streaming.get(rid)
                 if entry is not None:
                     entry[1] = 1
-                    outbox.append((rid, UPDATE_FIRST, 1, first_s, first_s, None))
+                    outbox.append((rid, UPDATE_FIRST, 1, first_s, first_s, request.cached_tokens))
                     self._promise(entry, now)  # its pace until the next tick
                     if self._next_tick == math.inf:
                         self._next_tick = now + self.stream_interval_s
                 elif rid in self._first_only:
                     self._first_only.discard(rid)
-                    outbox.append((rid, UPDATE_FIRST, 1, first_s, first_s, None))
+                    outbox.append((rid, UPDATE_FIRST, 1, first_s, first_s, request.cached_tokens))
             elif kind == FINISHED:
                 self._requests.pop(rid, None)
                 self._streaming.pop(rid, None)
                 self._first_only.discard(rid)
                 first_s = request.first_token_s
-                phases = (request.scheduled_s - request.admit_s, first_s - request.scheduled_s)
+                phases = (request.scheduled_s - request.admit_s, first_s - request.scheduled_s, request.cached_tokens)
                 outbox.append((rid, UPDATE_DONE, request.output_tokens, request.finish_s, first_s, phases))
             elif kind == FAILED:
                 self._requests.pop(rid, None)

@@ -92,6 +92,13 @@ class Request:
         # request): kv_blocks, the KV blocks its whole footprint takes; kv_units (with prefix_hashes),
         # how many of its hash units it holds in that engine's prefix cache.
 
+    def copy(self, request_id: int) -> Request:
+        """A hedge's second copy: the same prompt (prefix included), answer and arrival, nothing served yet."""
+        return Request(
+            request_id, self.population, self.prompt_tokens, self.output_tokens, self.arrival_s,
+            self.finish_reason, self.prefix_hashes, self.prefix_block_tokens,
+        )  # fmt: skip
+
     @property
     def kv_tokens(self) -> int:
         """KV-cache footprint when complete: the prompt plus every generated token."""

@@ -260,9 +260,7 @@ class _Run:
         zb = self.dispatch.hedge(original, self.tries.get(original), t)
         if zb < 0:
             return
-        copy = Request(self.next_id, original.population, original.prompt_tokens, original.output_tokens,
-                       original.arrival_s, original.finish_reason, original.prefix_hashes,
-                       original.prefix_block_tokens)  # fmt: skip
+        copy = original.copy(self.next_id)
         self.next_id += 1
         rtt_s = self.view.rtt_s[original.population][zb]
         if self.jitter_ratio > 0:  # a copy crosses the network like any attempt

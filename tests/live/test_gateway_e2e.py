@@ -200,7 +200,12 @@ def test_completions_streaming_with_usage(live):
     assert all(c["object"] == "text_completion" for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     assert count("".join(c["choices"][0]["text"] for c in chunks)) == 12
-    assert events[-2]["usage"] == {"prompt_tokens": 2, "completion_tokens": 12, "total_tokens": 14}
+    assert events[-2]["usage"] == {
+        "prompt_tokens": 2,
+        "completion_tokens": 12,
+        "total_tokens": 14,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -60,8 +60,9 @@ def test_known_qwen_ids():
 def test_count_is_the_length_of_encode_and_the_cache_keeps_it():
     text = "<|im_start|>system\n" + "A long system prompt, repeated by every request. " * 20 + "<|im_end|>"
     assert count(text) == len(encode(text)) == count(text)
-    known, todo = tokenizer._plan(text)
-    assert todo == [] and known == len(encode(text))  # the second time nothing is encoded
+    parts, todo = tokenizer._plan(text)
+    assert todo == [] and list(tokenizer._join(parts)) == encode(text)  # the second time nothing is encoded
+    assert list(tokenizer.prompt_ids(text)) == encode(text)
 
 
 def test_a_whitespace_run_beyond_the_regex_limit_is_counted():

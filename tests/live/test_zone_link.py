@@ -27,7 +27,7 @@ def test_submit_then_poll_until_done():
         delivered: list[tuple] = []
         lost: list[int] = []
         link = ZoneLink(0, zone, lambda zi, updates: delivered.extend(updates), lost.append)
-        answer, incarnation = await link.submit((1, 0, 20, 8, NOTIFY_STREAM, 0.0))
+        answer, incarnation = await link.submit((1, 0, 20, 8, NOTIFY_STREAM, 0.0, None))
         assert answer == ADMITTED
         assert incarnation == zone.actor.incarnation
         kinds = [u[1] for u in delivered if u[0] == 1]  # any updates piggybacked on the submit answer
@@ -51,7 +51,7 @@ def test_admission_nobody_waits_for_is_withdrawn():
         zone = _local_zone()
         withdrawn: list[tuple[int, int]] = []
         link = ZoneLink(0, zone, lambda zi, updates: None, lambda zi: None, lambda zi, rid: withdrawn.append((zi, rid)))
-        future = link.submit((7, 0, 20, 8, NOTIFY_STREAM, 0.0))
+        future = link.submit((7, 0, 20, 8, NOTIFY_STREAM, 0.0, None))
         expire(future)  # the attempt timed out before the zone answered
         assert future.result() == (TIMEOUT, None)
         async with asyncio.timeout(5):
