@@ -185,11 +185,11 @@ def record_arrivals(gateway) -> list[Arrival]:
     arrivals: list[Arrival] = []
     handle = gateway.handle
 
-    async def recording(chat, body, prompt_tokens, population):
+    async def recording(chat, body, prompt_tokens, population, prompt_ids=()):
         limit = body.token_limit
         output = min(limit, gateway.context_tokens - prompt_tokens) if body.ignore_eos and limit else -1
         arrivals.append(Arrival(gateway.now(), population, prompt_tokens, output, bool(body.stream)))
-        return await handle(chat, body, prompt_tokens, population)
+        return await handle(chat, body, prompt_tokens, population, prompt_ids)
 
     gateway.handle = recording
     return arrivals

@@ -322,6 +322,8 @@ class GridGateway(GatewayState):
             if notify == NOTIFY_NONE:
                 return headers, half, None
             first = await leg.queue.get()
+            if first[0] == UPDATE_FIRST:
+                first = await self._until_due(leg, first, half - self.monitor.clock_offset_s[zi])
             if first[0] == UPDATE_STOP:
                 return STOPPED
             if first[0] != UPDATE_FAILED:
@@ -334,6 +336,27 @@ class GridGateway(GatewayState):
         reason = "busy" if answer == BUSY else "timeout" if answer == TIMEOUT else "down"
         self.attempt_failed(live, zi, reason, health=answer != BUSY)
         return None
+
+    async def _until_due(self, leg: _Live, first: tuple, shift_s: float) -> tuple:
+        """Hold a first token the zone sent ahead (`grid.live.zone_actor`, "Early first tokens") until
+        it reaches the client (`shift_s`: zone clock → the client's receipt). Nothing has been sent
+        before then, so a failure or a stop that comes meanwhile is what the attempt returns, at once."""
+        queue = leg.queue
+        due = first[2] + shift_s
+        held = []
+        while (delay := due - self.now()) > 0:
+            try:
+                item = await asyncio.wait_for(queue.get(), delay)
+            except TimeoutError:
+                break
+            if item[0] in (UPDATE_FAILED, UPDATE_STOP):
+                return item
+            held.append(item)
+        if held:  # back in front of anything newer, in order, for the stream
+            held += [queue.get_nowait() for _ in range(queue.qsize())]
+            for item in held:
+                queue.put_nowait(item)
+        return first
 
     def attempt_failed(self, live: _Live, zi: int, reason: str, health: bool = True) -> None:
         live.attempts.failed(zi, reason)

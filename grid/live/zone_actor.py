@@ -28,6 +28,13 @@ prefix cache), TOKENS (a promise: `tokens` by `t_s`), DONE (all output tokens, a
 = its vLLM queue and prefill times, s, and its cached prompt tokens) and FAILED; `first_s`
 is the first token's time (−1 before it). The gateway delivers each one at t_s + rtt/2 (its clock).
 
+Early first tokens: a step that completes prompts is never cut, so their first tokens' times are
+fixed when it starts; the actor sends each FIRST then, stamped with the step's end, rather than
+when the step ends. The Ray hop back to the gateway then runs while the step computes, as the
+network's half RTT does, and the gateway holds the token until it is due (a failure meanwhile is
+retried, as before a first token). Without it every first token reached the client one Ray round trip
+late, which a population next to its zone (RTT 1–2 ms) could not hide.
+
 Streams are paced token by token (`grid.live.token_pacing`): a stream tick at `now` promises each
 streaming request's token count at `now + stream_interval_s`, read from the model's current decode
 run (`generated_tokens` extrapolates it), capped one short of the answer so the last token comes with
@@ -134,6 +141,7 @@ class ZoneActor:
         self._requests: dict[int, Request] = {}
         self._streaming: dict[int, list] = {}  # id -> [request, tokens already reported]
         self._first_only: set[int] = set()  # NOTIFY_FIRST requests whose first token is still to come
+        self._announced: set[int] = set()  # first tokens sent ahead, their steps still in progress
         self._outbox: list[tuple] = []  # updates for the gateway (see "Time")
         self._poll_waiter: asyncio.Future | None = None
         self._wake: asyncio.Future | None = None
@@ -236,6 +244,7 @@ class ZoneActor:
             request = self._requests.pop(rid, None)
             self._streaming.pop(rid, None)
             self._first_only.discard(rid)
+            self._announced.discard(rid)
             if request is not None and self.zone.cancel(request, now):
                 done += 1
         self.cancelled += done
@@ -365,6 +374,19 @@ class ZoneActor:
         events = self.zone.advance(now)
         if events:
             self._dispatch(events, now)
+        if self._streaming or self._first_only:
+            self._announce_first_tokens()
+
+    def _announce_first_tokens(self) -> None:
+        """Send each first token as soon as the step that makes it starts (see "Early first tokens")."""
+        announced = self._announced
+        for t, request in self.zone.first_tokens_in_progress():
+            rid = request.id
+            if rid in announced or (rid not in self._streaming and rid not in self._first_only):
+                continue
+            announced.add(rid)
+            self._first_only.discard(rid)
+            self._outbox.append((rid, UPDATE_FIRST, 1, t, t, request.cached_tokens))
 
     def _dispatch(self, events, now: float) -> None:
         outbox = self._outbox
@@ -372,10 +394,14 @@ class ZoneActor:
             rid = request.id
             if kind == FIRST_TOKEN:
                 first_s = request.first_token_s
+                early = rid in self._announced
+                if early:
+                    self._announced.discard(rid)
                 entry = self._streaming.get(rid)
                 if entry is not None:
                     entry[1] = 1
-                    outbox.append((rid, UPDATE_FIRST, 1, first_s, first_s, request.cached_tokens))
+                    if not early:
+                        outbox.append((rid, UPDATE_FIRST, 1, first_s, first_s, request.cached_tokens))
                     self._promise(entry, now)  # its pace until the next tick
                     if self._next_tick == math.inf:
                         self._next_tick = now + self.stream_interval_s
@@ -386,6 +412,7 @@ class ZoneActor:
                 self._requests.pop(rid, None)
                 self._streaming.pop(rid, None)
                 self._first_only.discard(rid)
+                self._announced.discard(rid)
                 first_s = request.first_token_s
                 phases = (request.scheduled_s - request.admit_s, first_s - request.scheduled_s, request.cached_tokens)
                 outbox.append((rid, UPDATE_DONE, request.output_tokens, request.finish_s, first_s, phases))
@@ -393,6 +420,7 @@ class ZoneActor:
                 self._requests.pop(rid, None)
                 self._streaming.pop(rid, None)
                 self._first_only.discard(rid)
+                self._announced.discard(rid)
                 outbox.append((rid, UPDATE_FAILED, 0, now, request.first_token_s, None))
         if outbox and self._poll_waiter is not None:
             _resolve(self._poll_waiter)

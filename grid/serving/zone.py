@@ -23,6 +23,7 @@ takes the same time, so the model jumps from event to event — events scale wit
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from heapq import heappop, heappush
 from math import exp
 
@@ -270,6 +271,16 @@ class Zone:
         for engine in self._engines:
             engine.slow_factor = factor
             self._cut(engine, now)
+
+    def first_tokens_in_progress(self) -> Iterator[tuple[float, Request]]:
+        """(time, request) of every first token the steps in progress will make: a step that completes
+        prompts is a run of its own, never cut, so those times are fixed when it starts."""
+        for engine in self._engines:
+            if engine.prefilling:
+                t = engine.next_t
+                for request in engine.prefilling:
+                    if not request.cancelled:
+                        yield t, request
 
     def generated_tokens(self, request: Request, now: float) -> int:
         """Tokens a request has produced by `now` (for streaming in wall time; `now` may lie a little
