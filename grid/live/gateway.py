@@ -323,7 +323,7 @@ class GridGateway(GatewayState):
                 return headers, half, None
             first = await leg.queue.get()
             if first[0] == UPDATE_FIRST:
-                first = await self._until_due(leg, first, half - self.monitor.clock_offset_s[zi])
+                first = await self._until_made(leg, first, -self.monitor.clock_offset_s[zi])
             if first[0] == UPDATE_STOP:
                 return STOPPED
             if first[0] != UPDATE_FAILED:
@@ -337,12 +337,13 @@ class GridGateway(GatewayState):
         self.attempt_failed(live, zi, reason, health=answer != BUSY)
         return None
 
-    async def _until_due(self, leg: _Live, first: tuple, shift_s: float) -> tuple:
+    async def _until_made(self, leg: _Live, first: tuple, offset_s: float) -> tuple:
         """Hold a first token the zone sent ahead (`grid.live.zone_actor`, "Early first tokens") until
-        it reaches the client (`shift_s`: zone clock → the client's receipt). Nothing has been sent
-        before then, so a failure or a stop that comes meanwhile is what the attempt returns, at once."""
+        the zone makes it (`offset_s`: zone clock → gateway clock), as if it had come then: a failure or
+        a stop that comes meanwhile is what the attempt returns, at once (retried: nothing was made),
+        and a hedge race orders its copies by it, as the simulator does."""
         queue = leg.queue
-        due = first[2] + shift_s
+        due = first[2] + offset_s
         held = []
         while (delay := due - self.now()) > 0:
             try:

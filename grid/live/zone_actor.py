@@ -31,8 +31,9 @@ is the first token's time (−1 before it). The gateway delivers each one at t_s
 Early first tokens: a step that completes prompts is never cut, so their first tokens' times are
 fixed when it starts; the actor sends each FIRST then, stamped with the step's end, rather than
 when the step ends. The Ray hop back to the gateway then runs while the step computes, as the
-network's half RTT does, and the gateway holds the token until it is due (a failure meanwhile is
-retried, as before a first token). Without it every first token reached the client one Ray round trip
+network's half RTT does; the gateway treats the token as made only at its time (a failure before
+then is retried, as before any first token; a hedge race is ordered by it) and the client gets it
+half an RTT later, as every update. Without it every first token reached the client one Ray round trip
 late, which a population next to its zone (RTT 1–2 ms) could not hide.
 
 Streams are paced token by token (`grid.live.token_pacing`): a stream tick at `now` promises each
