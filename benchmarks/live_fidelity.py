@@ -20,8 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grid.live.experiment import fidelity_misses, format_comparison, run_live, run_simulated  # noqa: E402
-from grid.report import format_table  # noqa: E402
+from grid.live.experiment import fidelity_misses, print_side_by_side, run_live, run_simulated  # noqa: E402
 from grid.scenario import load_scenario  # noqa: E402
 
 
@@ -49,13 +48,9 @@ def main() -> int:
         stream_interval_s=args.stream_interval_s,
     )
     sim = run_simulated(scenario, args.policy, args.duration_s, args.rate_scale, seed)
-    print("\n=== LIVE ===")
-    print(format_table(live.report))
-    print("\n=== SIMULATED ===")
-    print(format_table(sim))
-    print("\n=== live vs simulated ===")
-    print(format_comparison(live.report, sim, live.client))
-    print(f"load generator: {live.client}")
+    print_side_by_side(live.report, sim, live.client)
+    summary = {k: v for k, v in live.client.items() if k != "per_request"}  # the per-request lists are long
+    print(f"load generator: {summary}")
     print(f"gateway intake (first byte to handler): {live.intake_s}")
     misses = fidelity_misses(live.report, sim, live.client)
     load = os.getloadavg()

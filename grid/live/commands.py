@@ -96,8 +96,7 @@ def up(args) -> int:
 
 def demo(args) -> int:
     """About a minute of open-loop load from every population, live through HTTP, beside the simulator."""
-    from grid.live.experiment import format_comparison, run_live, run_simulated
-    from grid.report import format_table
+    from grid.live.experiment import print_side_by_side, run_live, run_simulated
 
     scenario = load_scenario(_arg(args, "scenario", DEFAULT_SCENARIO), dict(_arg(args, "overrides", [])))
     policy = _arg(args, "policy")
@@ -118,12 +117,13 @@ def demo(args) -> int:
     if as_json:
         print(json.dumps({"live": live.report.to_dict(), "simulated": sim.to_dict(), "client": live.client}, indent=2))
         return 0
-    print("\n=== LIVE (Ray zone actors, HTTP gateway, wall clock) ===")
-    print(format_table(live.report))
-    print("\n=== SIMULATED (same scenario, arrivals, rate, duration, seed) ===")
-    print(format_table(sim))
-    print("\n=== live vs simulated ===")
-    print(format_comparison(live.report, sim, live.client))
+    print_side_by_side(
+        live.report,
+        sim,
+        live.client,
+        "LIVE (Ray zone actors, HTTP gateway, wall clock)",
+        "SIMULATED (same scenario, arrivals, rate, duration, seed)",
+    )
     client = live.client
     if client.get("client_ttft_s"):
         print(

@@ -1,8 +1,9 @@
 """One load, two clocks: run a scenario live (Ray + HTTP) and simulated, and compare.
 
 Both runs see the same requests: the arrival schedule is the scenario's own generator
-(`DemandModel` + `poisson_arrivals` + `size_sampler`) with `rng = default_rng(seed)`, exactly as
-`Simulation.run` draws it. The live run replays it through HTTP (grid.live.loadgen, its own process);
+(`grid.demand.plan.demand_plan`: Poisson arrivals, or sessions with their prefix hashes) with
+`rng = default_rng(seed)`, exactly as `Simulation.run` draws it. The live run replays it through HTTP
+(grid.live.loadgen, its own process, which turns prefix hashes into token ids that share as they do);
 the gateway's `RunStats` over [0, duration) becomes the live report (requests still running at the
 end count as in flight, as in the simulator). Both read the scenario's report interval the same way
 (0: fresh reports, pushed by the zone actors live).
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from grid.demand.arrivals import DemandModel, poisson_arrivals, size_sampler
+from grid.demand.arrivals import PrefixedChunk
+from grid.demand.plan import demand_plan
 from grid.live.gateway import GatewaySettings
 from grid.live.loadgen import LoadProcess, Schedule
 from grid.live.server import (
@@ -29,26 +31,31 @@ from grid.live.server import (
     uvicorn_server,
     wait_started,
 )
-from grid.report import Report, ZoneFigures, build_report
+from grid.report import Report, ZoneFigures, build_report, format_table
 from grid.scenario import Scenario
 from grid.sim.simulator import Simulation
 
 
 def arrival_schedule(scenario: Scenario, duration_s: float, rate_scale: float, seed: int) -> Schedule:
-    """The simulator's arrivals for this scenario, rate and seed (Poisson demand only)."""
-    if scenario.demand.trace is not None:
-        raise ValueError("live runs replay Poisson demand; this scenario replays a trace")
-    demand = DemandModel(scenario.demand, scenario.populations)
-    demand.mean_rate_rps *= rate_scale
+    """The simulator's arrivals for this scenario, rate and seed: Poisson demand, or sessions (each
+    turn with its prefix hashes). Traces are not replayed live."""
+    if scenario.demand.trace is not None:  # checked first: planning a trace reads it
+        raise ValueError("live runs replay Poisson or session demand; this scenario replays a trace")
+    plan = demand_plan(scenario, duration_s, rate_scale, seed)
     population_ids = list(scenario.populations)
-    times, pops, prompts, outputs = [], [], [], []
-    rng = np.random.default_rng(seed)
-    for chunk in poisson_arrivals(demand, size_sampler(scenario.demand.sizes), duration_s, rng):
+    times, pops, prompts, outputs, hashes = [], [], [], [], []
+    block = 0
+    for chunk in plan.arrivals(np.random.default_rng(seed)):
         times += chunk.arrival_s.tolist()
         pops += [population_ids[p] for p in chunk.population.tolist()]
         prompts += chunk.prompt_tokens.tolist()
         outputs += chunk.output_tokens.tolist()
-    return Schedule(times, pops, prompts, outputs)
+        if isinstance(chunk, PrefixedChunk):
+            hashes += chunk.prefix_hashes
+            block = chunk.block_tokens
+    if plan.kind == "poisson":
+        return Schedule(times, pops, prompts, outputs)
+    return Schedule(times, pops, prompts, outputs, hashes, block)
 
 
 @dataclass
@@ -178,13 +185,26 @@ def compare_rows(live: Report, sim: Report, client: dict | None = None) -> list[
     return rows
 
 
+def hit_rate_row(live: Report, sim: Report) -> tuple[str, float, float, float]:
+    """(figure, live, simulated, live − sim) for the grid's prefix-cache hit rate (share of prompt tokens
+    served from cache; NaN when no request completed)."""
+    a = live.grid.extra.get("prefix_cache_hit_rate", math.nan)
+    b = sim.grid.extra.get("prefix_cache_hit_rate", math.nan)
+    return "cache hit rate", a, b, a - b
+
+
 FIDELITY_TARGETS = {"p50": 0.10, "p90": None, "p99": 0.20}  # |live/sim − 1| allowed, per quantile
+HIT_RATE_TARGET = 0.02  # |live − sim| allowed for the cache hit rate, as a share (2 points)
 
 
 def fidelity_misses(live: Report, sim: Report, client: dict | None = None) -> list[str]:
     """The TTFT/E2E quantiles outside the fidelity targets (p50 within 10%, p99 within 20%), as the
-    gateway measured them and, given the load generator's figures, as the client did."""
+    gateway measured them and, given the load generator's figures, as the client did; and the cache hit
+    rate outside 2 points of the simulator's."""
     misses = []
+    name, a, b, diff = hit_rate_row(live, sim)
+    if a == a and b == b and not abs(diff) <= HIT_RATE_TARGET:
+        misses.append(f"{name}: live {a:.1%} vs sim {b:.1%} ({diff * 100:+.1f} points, target ±{HIT_RATE_TARGET:.0%})")
     for name, a, c, b, _ in compare_rows(live, sim, client):
         limit = FIDELITY_TARGETS[name.split()[-1]]
         if limit is None or b != b or not b:
@@ -209,6 +229,8 @@ def format_comparison(live: Report, sim: Report, client: dict | None = None) -> 
         client_rel = c / b - 1.0 if b and b == b else math.nan
         ms = f"{name:<18}{a * 1000:>11.0f}{c * 1000:>11.0f}{b * 1000:>10.0f}"
         lines.append(f"{ms}{rel * 100:>+15.1f}%{client_rel * 100:>+14.1f}%")
+    name, a, b, diff = hit_rate_row(live, sim)
+    lines.append(f"{name:<18}{a * 100:>10.1f}%{'':>11}{b * 100:>9.1f}%{diff * 100:>+11.1f} points")
     lg, sg = live.grid, sim.grid
     lines.append(
         f"{'completed':<18}{lg.completed:>10}{sg.completed:>10}    "
@@ -216,3 +238,15 @@ def format_comparison(live: Report, sim: Report, client: dict | None = None) -> 
         f"in flight at end {live.totals['in_flight']}/{sim.totals['in_flight']})"
     )
     return "\n".join(lines)
+
+
+def print_side_by_side(
+    live: Report, sim: Report, client: dict | None = None, live_title: str = "LIVE", sim_title: str = "SIMULATED"
+) -> None:
+    """Both reports' tables, then the comparison (what `grid demo` and the fidelity benchmarks print)."""
+    print(f"\n=== {live_title} ===")
+    print(format_table(live))
+    print(f"\n=== {sim_title} ===")
+    print(format_table(sim))
+    print("\n=== live vs simulated ===")
+    print(format_comparison(live, sim, client))

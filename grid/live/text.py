@@ -87,6 +87,25 @@ def filler_words(n_words: int, seed: int = 0) -> str:
     return " ".join(rng.choices(_WORDS, k=n_words))
 
 
+def numbered_words(index: int, width: int) -> list[str]:
+    """`index` spelled as `width` words (its base-len(_WORDS) digits, most significant first): distinct
+    indices below len(_WORDS) ** width give distinct sequences, each word one Qwen token as in
+    `filler_words`. Leading a prompt, they keep its first KV block apart from every other prompt's."""
+    digits = []
+    for _ in range(width):
+        index, digit = divmod(index, len(_WORDS))
+        digits.append(_WORDS[digit])
+    return digits[::-1]
+
+
+def number_width(count: int) -> int:
+    """The width `numbered_words` needs to keep `count` indices apart."""
+    width, reach = 1, len(_WORDS)
+    while reach < count:
+        width, reach = width + 1, reach * len(_WORDS)
+    return width
+
+
 def chat_content_for(prompt_tokens: int, seed: int = 0) -> str:
     """A user message whose chat prompt (Qwen3's template, one message) counts `prompt_tokens` Qwen
     tokens (at least the template's own `CHAT_OVERHEAD_TOKENS`)."""
