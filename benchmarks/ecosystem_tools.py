@@ -559,7 +559,7 @@ def main() -> int:
         print(f"unknown tools {unknown}; not installed {missing} (run benchmarks/tools/setup.sh)", file=sys.stderr)
         return 2
     load = Load(args.rate, args.duration_s, args.prompt_tokens, args.output_tokens)
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the tools run in their own folders: a relative path would move
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer_dir()
     population = args.population or build_world(load_scenario(args.scenario)).population_ids[0]

@@ -81,9 +81,13 @@ def bench_main(args: argparse.Namespace) -> int:
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     runs = run_all(specs, ray_address=args.ray_address, progress=progress)
     summary = summarize(runs)
+    # The LP bounds price the scenario's Poisson demand at its own sizes, with no prefix cache: they
+    # bound nothing for a trace or sessions (cache hits beat them), so those runs go without.
+    poisson = scenario.demand.trace is None and scenario.demand.sessions is None
     bounds = {
         f"{load:g}": {model: lp_bound(scenario, duration_s, load, model).to_dict() for model in ZONE_MODELS}
         for load in args.load
+        if poisson
     }
     meta = {
         "scenario": scenario.name,

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from grid.bench.cache_metrics import cache_bound_sink, cache_figures
 from grid.dispatch.sinks import Sink
 from grid.economics import cost_usd, gpu_hours
 from grid.errors import GridInputError
@@ -89,13 +90,15 @@ def usage_cost_usd_per_1m(scenario, report: dict, duration_s: float) -> float:
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
-    """Simulate one run; returns the report dict plus the TTFT histogram and utilization series."""
+    """Simulate one run; returns the report dict plus the TTFT histogram, utilization series and cache
+    figures (`grid.bench.cache_metrics`)."""
     from grid.sim.simulator import Simulation
 
     scenario = load_scenario(spec.scenario, dict(spec.overrides))
     sim = Simulation(scenario, policy=spec.policy, seed=spec.seed, duration_s=spec.duration_s, rate_scale=spec.load)
     sampler = UtilizationSampler(sim.view, UTILIZATION_SAMPLE_S)
-    sim.sinks.append(sampler)
+    bound = cache_bound_sink(scenario)
+    sim.sinks += [sampler, bound]
     report = sim.run().to_dict()
     report["meta"]["policy"] = spec.policy
     idx, counts = ttft_histogram(sim.stats)
@@ -110,6 +113,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         "ttft_mean_s": mean_ttft,
         "usage_usd_per_1m_output_tokens": usage_cost_usd_per_1m(scenario, report, sim.duration_s),
         "utilization_series": {"zones": [z.zone_id for z in sim.view.zones], "samples": sampler.samples},
+        "cache": cache_figures(scenario, sim.world.zone_ids, sim.stats, report, bound),
     }
 
 

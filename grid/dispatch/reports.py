@@ -3,9 +3,16 @@
 The view keeps what the zone said and when; `sent_since_report` restarts at 0 (what the router sends
 after the report is its own, exact count; what was on its way when the report was taken is in
 neither, in both drivers alike).
+
+A report may carry the zone's prefix-cache summary (`Zone.cached_units`: containers of the unit
+hashes its caches hold, as KV events tell llm-d's and Dynamo's routers). It is taken when the report
+is and ages with it; a report without one (None) leaves the last summary in place, so a driver may
+send it less often than load (`cached_units_s` says how old it is). A zone that restarts reports `()`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Container
 
 from grid.routing.view import ZoneView
 
@@ -18,6 +25,7 @@ def apply_load_report(
     utilization: float,
     ttft_ewma_s: float,
     report_s: float,
+    cached_units: tuple[Container[int], ...] | None = None,
 ) -> None:
     zv.outstanding = outstanding
     zv.waiting = waiting
@@ -27,3 +35,6 @@ def apply_load_report(
     zv.zone_ttft_s = ttft_ewma_s
     zv.report_s = report_s
     zv.sent_since_report = 0
+    if cached_units is not None:
+        zv.cached_units = cached_units
+        zv.cached_units_s = report_s

@@ -124,6 +124,7 @@ class GatewayState:
             self.fail_admitted,
             self.loop_lag,
         )
+        self.monitor.cached_units = bool(getattr(self.policy, "reads_cached_units", False))
         self.live: dict[int, _Live] = {}
         self.last_id = 0  # request ids are 1, 2, …: also how many requests arrived (the hedge budget's base)
         self._jitter = random.Random(self.seed * 1_000_003 + 1)

@@ -71,6 +71,9 @@ class HealthMonitor:
         self.fail_admitted = fail_admitted
         self.lag = lag
         self.metrics: GridMetrics | None = None
+        # The zones' prefix-cache summaries ride on the periodic reports (not the fresh pushes) when the
+        # policy reads them (`Policy.reads_cached_units`): a copy of every cached unit hash each time.
+        self.cached_units = False
         n = len(links)
         self.sent_total = [0] * n  # requests sent to each zone (the dispatch side counts them)
         self.reports: list[dict | None] = [None] * n
@@ -142,7 +145,7 @@ class HealthMonitor:
         """A load report into the routing view (`report_s` on the gateway's clock)."""
         apply_load_report(
             self.view.zones[zi], report["outstanding"], report["waiting"], report["kv_usage"],
-            report["utilization"], report["ttft_ewma_s"], report_s,
+            report["utilization"], report["ttft_ewma_s"], report_s, report.get("cached_units"),
         )  # fmt: skip
 
     def on_updates(self, zi: int, updates: list) -> None:
@@ -170,7 +173,7 @@ class HealthMonitor:
             next_s += tick_s
             await asyncio.sleep(max(0.0, next_s - self.now()))
             try:
-                report = await report_within(link, self.settings.check_timeout_s, self.lag)
+                report = await report_within(link, self.settings.check_timeout_s, self.lag, self.cached_units)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the health loop judges the zone; the view keeps its last report

@@ -253,8 +253,9 @@ class ZoneActor:
             _resolve(self._wake)
         return done
 
-    async def report(self) -> dict:
-        """The load report (and the integrals a run report needs)."""
+    async def report(self, cached_units: bool = False) -> dict:
+        """The load report (and the integrals a run report needs); with `cached_units`, the unit hashes
+        the zone's prefix caches hold, as of now (a copy: for routers that read them, `kv_aware`)."""
         self._ensure_started()
         now = self._now()
         self._advance(now)
@@ -279,6 +280,7 @@ class ZoneActor:
             "work_s": zone.work_s,
             "area_queued": zone.area_queued,
             "area_in_system": zone.area_in_system,
+            **({"cached_units": zone.cached_units(snapshot=True)} if cached_units else {}),
         }
 
     async def fail_all(self) -> int:

@@ -78,14 +78,16 @@ class ZoneLink:
             self._sending -= 1
 
 
-async def report_within(link: ZoneLink, timeout_s: float, lag: LoopLag | None = None) -> dict:
-    """A zone's load report, or TimeoutError after `timeout_s` (not counting the gateway's own
-    stalls when `lag` is given: `LoopLag.call_later`).
+async def report_within(
+    link: ZoneLink, timeout_s: float, lag: LoopLag | None = None, cached_units: bool = False
+) -> dict:
+    """A zone's load report (with its prefix-cache summary if `cached_units`), or TimeoutError after
+    `timeout_s` (not counting the gateway's own stalls when `lag` is given: `LoopLag.call_later`).
 
     The timer cancels the call; a cancellation of the caller itself is told apart by
     `Task.cancelling()` and passes through (a health loop that swallowed `stop()`'s cancel would run
     on and hang the shutdown — the reason Python 3.11's `wait_for` is not used)."""
-    report = asyncio.ensure_future(link.actor.report.remote())
+    report = asyncio.ensure_future(link.actor.report.remote(cached_units))
     timed_out: list[bool] = []
 
     def time_out() -> None:

@@ -6,7 +6,8 @@ Serve's `choose_replicas(candidate_replicas, pending_request)` is. It does no I/
 owns no threads; retries, timeouts and health belong to the dispatch core (`grid.dispatch`).
 `observe(request)` is called when a request ends (its `status`, `zone`, timestamps filled in) for
 policies that learn. Randomness comes from `self.rng`,
-seeded by the driver, so runs are reproducible.
+seeded by the driver, so runs are reproducible. A policy that reads the zones' prefix-cache summaries
+(`ZoneView.cached_units`) sets `reads_cached_units`; drivers may leave them out of the view otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Policy:
     """Base class (optional: any object with `choose` works)."""
 
     name = "policy"
+    reads_cached_units = False  # taking a zone's cache summary costs a copy per report when reports age
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng if rng is not None else random.Random(0)

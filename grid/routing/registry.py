@@ -24,6 +24,8 @@ POLICIES: dict[str, type] = {
         policies.CostAware,
         policies.CarbonAware,
         cache_policies.PrefixAware,
+        cache_policies.KvAware,
+        cache_policies.LatencyAwareNoCache,
     )
 }
 

@@ -1,8 +1,9 @@
 """What a router knows when it decides: a GridView, refreshed by the driver.
 
-Load signals (`outstanding`, `waiting`, `running`, `kv_usage`) come from the zones' load reports and
-are as old as `report_age_s(zone)` says — real routers see stale load. `sent_since_report` is the
-router's own count of requests it sent to a zone after that zone's last report, always exact.
+Load signals (`outstanding`, `waiting`, `running`, `kv_usage`) and the prefix-cache summary
+(`cached_units`) come from the zones' load reports and are as old as `report_age_s(zone)` says — real
+routers see stale load. `sent_since_report` is the router's own count of requests it sent to a zone
+after that zone's last report, always exact.
 RTTs are per population and include network faults (edge routers measure their paths).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Container
 from dataclasses import dataclass
 
 
@@ -37,6 +39,8 @@ class ZoneView:
         "zone_ttft_s",
         "report_s",
         "sent_since_report",
+        "cached_units",
+        "cached_units_s",
     )
 
     def __init__(
@@ -73,6 +77,10 @@ class ZoneView:
         self.zone_ttft_s = 0.0  # the zone's recent time to first token, network excluded
         self.report_s = 0.0
         self.sent_since_report = 0
+        # The zone's prefix-cache summary (`Zone.cached_units`): containers of unit hashes, a unit cached
+        # when any holds it; as old as `cached_units_s` says (the report that carried it).
+        self.cached_units: tuple[Container[int], ...] = ()
+        self.cached_units_s = 0.0
 
     @property
     def load(self) -> float:

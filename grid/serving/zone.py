@@ -23,7 +23,7 @@ takes the same time, so the model jumps from event to event — events scale wit
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from heapq import heappop, heappush
 from math import exp
 
@@ -299,6 +299,14 @@ class Zone:
     def kv_cached_tokens(self) -> int:
         """Prefix-cache tokens held by no live sequence, kept for reuse until evicted (all replicas)."""
         return sum(e.kv.cached_blocks for e in self._engines) * self.block_tokens
+
+    def cached_units(self, snapshot: bool = True) -> tuple[Container[int], ...]:
+        """What the zone's prefix caches hold, for its load report (KV events as llm-d and Dynamo consume
+        them): one container of unit hashes per replica, a unit cached in the zone when any holds it
+        (each holds a prefix of every chain). `snapshot`: copies as of now, for a report that ages or
+        crosses a process (≈0.5 ms per 100k units); otherwise the replicas' indexes themselves, live
+        (fresh reports: every change reaches the router as it happens, at no cost)."""
+        return tuple(e.kv.cached_units(snapshot) for e in self._engines)
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -185,7 +185,8 @@ class _Run:
         """`reschedule(zone)` and `refresh(zone, now)` as closures over the run's lists: they run a few
         times per request, and a closure's locals are cheaper than attribute look-ups."""
         zones, zone_views, zone_next, heap, seq = self.zones, self.view.zones, self.zone_next, self.heap, self.seq
-        sinks, report_sink = self.sinks, self.report_sink
+        sinks, report_sink, snapshot = self.sinks, self.report_sink, not self.fresh
+        summaries = getattr(self.sim.policy, "reads_cached_units", False)  # else skip their cost (a copy per report)
 
         def reschedule(zi: int) -> None:
             t = zones[zi].next_event_time()
@@ -194,12 +195,12 @@ class _Run:
                 heappush(heap, (t, seq(), _ZONE, zi))
 
         def refresh(zi: int, now: float) -> None:
-            """The router's view of zone `zi` from its state now (a load report)."""
+            """The router's view of zone `zi` from its state now (a load report; its cache summary is a
+            copy that ages with it, or with fresh reports the caches themselves)."""
             zone, zv = zones[zi], zone_views[zi]
-            zv.up = zone.up
-            replicas = zone.replicas
-            kv_usage = zone.kv_used / (zone.kv_cache_tokens * replicas) if replicas else 0.0
-            apply_load_report(zv, zone.in_system, zone.queued, kv_usage, zone.utilization(now), zone.ttft_ewma_s, now)
+            zv.up, room = zone.up, zone.kv_cache_tokens * zone.replicas
+            kv, units = zone.kv_used / room if room else 0.0, zone.cached_units(snapshot) if summaries else None
+            apply_load_report(zv, zone.in_system, zone.queued, kv, zone.utilization(now), zone.ttft_ewma_s, now, units)
             if report_sink:
                 sinks.zone_reported(zi, zv, now)
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 import httpx
 import pytest
 
 from grid.live import tokenizer
+from grid.live.gateway import GatewaySettings
 from grid.live.prefix_hashes import BLOCK_TOKENS, block_hashes
+from grid.scenario import load_scenario
+
+from .conftest import SMALL_SCENARIO, serve
 
 pytestmark = pytest.mark.live
 
@@ -25,11 +30,11 @@ def test_block_hashes_name_whole_prefixes():
     assert block_hashes([9] + a[1:])[1] != ha[1]  # a later block names everything before it too
 
 
-def _chat(live, messages, stream=False):
+def _chat(live, messages, stream=False, population="berlin"):
     body = {"model": live.model, "messages": messages, "max_tokens": 4, "ignore_eos": True}
     if stream:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
-    headers = {"x-grid-population": "berlin"}
+    headers = {"x-grid-population": population}
     if not stream:
         response = live.client.post("/v1/chat/completions", json=body, headers=headers)
         assert response.status_code == 200, response.text
@@ -82,3 +87,24 @@ def test_the_dashboard_shows_each_zones_hit_rate(live):
         _chat(live, [{"role": "system", "content": system}, {"role": "user", "content": question}])
     rates = [z["prefix_cache_hit_rate"] for z in live.client.get("/grid/zones").json()["zones"]]
     assert any(rate is not None and rate > 0 for rate in rates), rates
+
+
+def test_kv_aware_routes_live_on_the_zones_reported_caches(ray_session):
+    """`kv_aware` reads what the zones report they hold: New York's nearest zone is Mexico (69 ms vs
+    83 ms), but once Frankfurt reports a long prompt's blocks, the prefill they save outweighs the
+    extra 14 ms and the same prompt goes there, hitting."""
+    scenario = load_scenario(str(SMALL_SCENARIO), {"routing.policy": "kv_aware", "network.jitter_ratio": 0.0})
+    with serve(scenario, GatewaySettings()) as grid:
+        system = f"Manual {random.random()}. " + "Every clause of the long operating manual applies here. " * 150
+        first = [{"role": "system", "content": system}, {"role": "user", "content": "Hello there"}]
+        headers, _ = _chat(grid, first, population="berlin")
+        cached_zone = headers["x-grid-zone"]
+        assert cached_zone.startswith("frankfurt")
+        time.sleep(3 * scenario.routing.report_interval_s + 0.2)  # the zones' next reports carry it
+        headers, usage = _chat(grid, [first[0], {"role": "user", "content": "Again"}], population="new_york")
+        assert headers["x-grid-zone"] == cached_zone, headers
+        assert usage["prompt_tokens_details"]["cached_tokens"] > 1000
+        # Without the system prompt in any cache, New York is served nearest.
+        fresh = [{"role": "system", "content": "Other " + system}, {"role": "user", "content": "Hi"}]
+        headers, usage = _chat(grid, fresh, population="new_york")
+        assert headers["x-grid-zone"] == "mexico-1" and usage["prompt_tokens_details"]["cached_tokens"] == 0

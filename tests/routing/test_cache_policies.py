@@ -1,8 +1,11 @@
 """Cache-aware routing on hand-built views: the router's prefix record, `prefix_aware`'s thresholds,
-and `latency_aware` crossing a region for a cached prefix only when the saved prefill pays for it."""
+`latency_aware` crossing a region for a cached prefix only when the saved prefill pays for it, and
+`kv_aware` reading the zones' reported cache summaries."""
 
 from __future__ import annotations
 
+from grid.dispatch.reports import apply_load_report
+from grid.routing.cache_policies import held_units
 from grid.routing.prefix_index import PrefixIndex
 from grid.routing.registry import make_policy
 from grid.routing.view import GridView, ZoneView
@@ -74,10 +77,11 @@ def test_prefix_aware_follows_a_long_match_while_the_grid_is_balanced():
     policy = make_policy("prefix_aware", 0)
     first = prompt([1, 2, 3, 4])
     assert policy.choose(first, [0, 1, 2], v) == 0  # nothing cached: the nearest
-    zones[0].outstanding = zones[0].waiting = 40  # paris-0 has a backlog, within the balance thresholds
+    zones[0].outstanding = 12  # paris-0 runs 3 more per replica than the others: within the balance thresholds
     assert policy.choose(prompt([1, 2, 3, 4, 5], rid=1), [0, 1, 2], v) == 0  # 4/5 of the prompt cached there
-    # A 1/5 match is below the cache threshold: by predicted TTFT, where 0.67 s of backlog outweighs
-    # the 51 ms of prefill the one cached unit saves.
+    # A 1/5 match is below the cache threshold: by predicted TTFT, where 0.2 s of backlog outweighs
+    # the 57 ms of prefill the one cached unit saves (51 ms at 10% utilization).
+    zones[0].waiting = 12
     assert policy.choose(prompt([1, 6, 7, 8, 9], rid=2), [0, 1, 2], v) == 1
 
 
@@ -89,3 +93,62 @@ def test_prefix_aware_balances_when_load_is_skewed():
     zones[0].outstanding = 4 * 200  # 200 per replica vs 0: far out of balance
     zones[0].utilization = 0.9
     assert policy.choose(prompt([1, 2, 3, 4], rid=1), [0, 1], v) == 1
+
+
+# --- kv_aware: the zones' own summaries, as reported ------------------------------------------------
+
+
+def report(zv: ZoneView, at_s: float, units=None, *, outstanding: int = 0, waiting: int = 0, u: float = 0.1) -> None:
+    apply_load_report(zv, outstanding, waiting, 0.0, u, 0.0, at_s, units)
+
+
+def test_held_units_is_the_longest_leading_run_over_the_replicas_containers():
+    chain = [1, 2, 3, 4, 5]
+    assert held_units(chain, 5, ({1, 2}, {1, 2, 3, 4}, set())) == 4
+    assert held_units(chain, 3, ({1, 2, 3, 4, 5},)) == 3  # never past the limit
+    assert held_units(chain, 5, ({2, 3},)) == 0  # a chain breaks at its first unit
+    assert held_units(chain, 5, ()) == 0
+
+
+def test_kv_aware_goes_to_the_zone_reporting_the_prefix_when_load_allows():
+    near, far = zone(0, "paris"), zone(1, "london")
+    v = view([near, far], [5, 30])
+    policy = make_policy("kv_aware", 0)
+    chat = [10, 11, 12, 13]  # 2,048 tokens held in London: 0.2 s of prefill at 0.1 ms/token
+    report(far, 0.0, ({10, 11}, {10, 11, 12, 13}))
+    assert policy.choose(prompt(chat + [14]), [0, 1], v) == 1
+    # Busy (80%: no headroom) but with no queue and balanced load, London still gets it: its utilization
+    # counts the whole prompt of every request it admitted, cached or not.
+    report(far, 0.0, ({10, 11, 12, 13},), outstanding=4, u=0.8)
+    assert policy.choose(prompt(chat + [14], rid=1), [0, 1], v) == 1
+    assert policy.choose(Request(2, 0, 2100, 50, 0.0), [0, 1], v) == 0  # no prefix: latency_aware
+
+
+def test_kv_aware_leaves_an_overloaded_zone_holding_the_prefix():
+    near, far = zone(0, "paris"), zone(1, "london")
+    v = view([near, far], [5, 30])
+    policy = make_policy("kv_aware", 0)
+    chat = prompt([10, 11, 12, 13, 14])
+    report(far, 0.0, ({10, 11, 12, 13},), outstanding=40, waiting=8, u=0.9)  # 2 waiting per replica
+    assert policy.choose(chat, [0, 1], v) == 0
+    report(far, 0.0, ({10, 11, 12, 13},), outstanding=200, u=0.9)  # no queue, but 50 per replica vs 0
+    assert policy.choose(chat, [0, 1], v) == 0
+    latency_blind = make_policy("latency_aware_no_cache", 0)
+    report(far, 0.0, ({10, 11, 12, 13},))
+    assert latency_blind.choose(chat, [0, 1], v) == 0  # knows no cache: the nearer
+
+
+def test_kv_aware_uses_a_stale_summary_as_reported_until_the_next_one():
+    near, far = zone(0, "paris"), zone(1, "london")
+    v = view([near, far], [5, 30])
+    policy = make_policy("kv_aware", 0)
+    chat = prompt([10, 11, 12, 13, 14])
+    report(far, 0.0, ({10, 11, 12, 13},))
+    v.now_s = near.report_s = 1.9  # London's report (and its summary) is 1.9 s old
+    assert policy.choose(chat, [0, 1], v) == 1
+    report(far, 2.0)  # a load report without a summary keeps the last one
+    assert far.cached_units == ({10, 11, 12, 13},) and far.cached_units_s == 0.0
+    assert policy.choose(chat, [0, 1], v) == 1
+    report(far, 4.0, ())  # the zone restarted: nothing cached, as of its report
+    assert far.cached_units_s == 4.0
+    assert policy.choose(chat, [0, 1], v) == 0
