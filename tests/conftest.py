@@ -8,6 +8,15 @@
   (measured with `pytest --durations`); live tests are not all marked slow, but are deselected anyway.
 
 `make test` runs everything; `make test-fast` runs `-m "not live and not slow"`.
+
+Order: the tests on the session's own Ray instance (tests/live/conftest.py's `ray_session`, which the
+session-scoped `live` grid sits on, and the tests that start or reuse Ray in this process) run last,
+together, and among them the tests on `live` come last. Session fixtures end only with the session, and
+an idle Ray with the `live` grid on it takes about a quarter of a core (its zone actors and health
+checks): started early, it slowed every test after it and shared the cores with the timing-sensitive
+runs (`grid up` in a subprocess, the load tools, the chaos drills, the long simulations). A test on
+`live` that shares a module-scoped grid with tests not on `live` stays with them (the grid would start
+twice). The order within each group is kept.
 """
 
 from __future__ import annotations
@@ -29,6 +38,12 @@ STARTS_RAY = ("ray_session(", "start_ray(", "ray.init(")
 # through a command, out of sight of the rules above.
 LIVE_TESTS = {
     "bench/test_bench_cli.py": {"test_bench_runs_policies_on_ray_and_writes_results"},  # `grid bench` on Ray
+}
+
+# Tests that run Ray in this process without the fixture, through a command's in-process entry point
+# (ray_session() reuses the session's instance when it is up): they belong with the session's Ray.
+IN_PROCESS_RAY_TESTS = {
+    "bench/test_bench_cli.py": {"test_bench_runs_policies_on_ray_and_writes_results"},  # bench_main → run_all
 }
 
 # Fixtures that run long simulations (about 4-20 s): every test using one is slow.
@@ -57,15 +72,52 @@ def _starts_ray(item: pytest.Item) -> bool:
     return any(call in source for call in STARTS_RAY)
 
 
+def _closure(name: str, defs: dict, seen: set[str] | None = None) -> set[str]:
+    """`name` and every fixture it depends on, among the item's fixture definitions."""
+    seen = set() if seen is None else seen
+    if name in seen or name not in defs:
+        return seen
+    seen.add(name)
+    for arg in defs[name][-1].argnames:
+        _closure(arg, defs, seen)
+    return seen
+
+
+def _module_grids(item: pytest.Item) -> set[str]:
+    """The item's module-scoped fixtures on Ray that are not built on `live` (grids of its module)."""
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}) or {}
+    grids = set()
+    for name in getattr(item, "fixturenames", ()):
+        if name in defs and defs[name][-1].scope == "module":
+            closure = _closure(name, defs)
+            if "ray_session" in closure and "live" not in closure:
+                grids.add(name)
+    return grids
+
+
+def _on_live_alone(items: list[pytest.Item]) -> set[pytest.Item]:
+    """The items on the session's `live` grid that share no module grid with an item not on `live`."""
+    grids = {item: {(item.module, g) for g in _module_grids(item)} for item in items}
+    shared_off_live = set().union(*(grids[item] for item in items if "live" not in item.fixturenames))
+    return {item for item in items if "live" in item.fixturenames and not grids[item] & shared_off_live}
+
+
+@pytest.hookimpl(trylast=True)  # after tests/live/conftest.py's own ordering, which the stable sort keeps
 def pytest_collection_modifyitems(config, items):
+    on_session_ray = set()
     for item in items:
         path = _relative(item)
         if path is None:
             continue
         name = getattr(item, "originalname", item.name)
         fixtures = set(getattr(item, "fixturenames", ()))
+        starts_ray = _starts_ray(item)
         live_by_rule = path.startswith(LIVE_PATHS) or bool(LIVE_FIXTURES & fixtures)
-        if live_by_rule or name in LIVE_TESTS.get(path, ()) or _starts_ray(item):
+        if live_by_rule or name in LIVE_TESTS.get(path, ()) or starts_ray:
             item.add_marker(pytest.mark.live)
         if name in SLOW_TESTS.get(path, ()) or SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
+        if "ray_session" in fixtures or starts_ray or name in IN_PROCESS_RAY_TESTS.get(path, ()):
+            on_session_ray.add(item)
+    last = _on_live_alone([item for item in items if item in on_session_ray])
+    items.sort(key=lambda item: (item in on_session_ray, item in last))

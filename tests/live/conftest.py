@@ -52,11 +52,16 @@ def serve(scenario, settings: GatewaySettings, stream_interval_s: float = 0.01):
 
 
 def stream_chat(
-    url: str, model: str, population: str, max_tokens: int, times: list[float] | None = None
+    url: str,
+    model: str,
+    population: str,
+    max_tokens: int,
+    times: list[float] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int | None, list]:
     """A streamed chat answer of exactly `max_tokens` (`ignore_eos`): (status, parsed `data:` events,
     `[DONE]` kept as a string); (None, [("exception", …)]) when the connection failed. `times` gets
-    the `time.monotonic()` at which each event was read."""
+    the `time.monotonic()` at which each event was read; `headers` are sent besides the population's."""
     body = {
         "model": model,
         "messages": [{"role": "user", "content": "a long answer, please"}],
@@ -65,7 +70,7 @@ def stream_chat(
         "stream": True,
     }
     events: list = []
-    headers = {"x-grid-population": population}
+    headers = {**(headers or {}), "x-grid-population": population}
     try:
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60) as response:
             for line in response.iter_lines():
@@ -99,5 +104,6 @@ def live(ray_session):
 
 def pytest_collection_modifyitems(config, items):
     """Run the timing-sensitive fidelity comparison first, before the chaos drills load the machine
-    with killed and restarted actors (wall-clock figures on 2 shared cores)."""
+    with killed and restarted actors (wall-clock figures on 2 shared cores). tests/conftest.py then
+    moves every test on the session's Ray to the end of the run, this order kept: it stays their first."""
     items.sort(key=lambda item: 0 if item.fspath.basename == "test_fidelity.py" else 1)

@@ -6,7 +6,6 @@ Needs Debian's `prometheus` (`make test` installs it). Prometheus listens and sc
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
@@ -14,7 +13,12 @@ import pytest
 from tests.telemetry.prometheus_server import prometheus_server
 from tests.telemetry.promql import dashboard_queries
 
-LOAD_S = 25.0
+from .conftest import wait_until
+
+# Scrapes (1 s apart) of the gateway under load before the queries run: rate() over a 1m window needs
+# two samples, histogram_quantile() a bucket that grew between them; six leave margin for both.
+MIN_SCRAPES = 6
+SCRAPES_TIMEOUT_S = 60.0
 
 
 def _send_load(url: str, model: str, populations: list[str], stop: threading.Event) -> int:
@@ -50,11 +54,19 @@ def prometheus(live, tmp_path_factory):
         ]
         for worker in workers:
             worker.start()
-        time.sleep(LOAD_S)  # ≥ 20 scrapes under load: enough for rate() over 1m windows
+        wait_until(  # the load started with Prometheus: these scrapes span it
+            lambda: _scrapes(api) >= MIN_SCRAPES, SCRAPES_TIMEOUT_S, f"{MIN_SCRAPES} scrapes of the gateway", 0.5
+        )
         yield api
         stop.set()
         for worker in workers:
             worker.join(30)
+
+
+def _scrapes(api: str) -> int:
+    """How many scrapes of the gateway Prometheus stored in the last minute."""
+    result = _query(api, 'count_over_time(up{job="grid"}[1m])')
+    return int(float(result[0]["value"][1])) if result else 0
 
 
 def _query(api: str, expr: str) -> list[dict]:

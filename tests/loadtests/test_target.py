@@ -78,7 +78,8 @@ def test_a_run_fails_when_more_than_one_percent_failed_and_a_ramp_on_its_first_s
 
 # --- real runs against a stub target ------------------------------------------------------------
 
-RAMP = ["--shape", "step_ramp", "--steps", "2", "--minutes", "0.1", "--open-loop-rps", "8", "--drain-s", "1"]
+# 3 s, two steps (4 then 8 req/s): the scenario's seeded arrivals are 23 requests, 6 of them in the first step
+RAMP = ["--shape", "step_ramp", "--steps", "2", "--minutes", "0.05", "--open-loop-rps", "8", "--drain-s", "1"]
 
 
 def test_a_target_failing_every_request_fails_the_run_with_status_counts_and_no_knee(tmp_path, capsys, monkeypatch):
