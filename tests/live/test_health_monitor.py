@@ -43,7 +43,7 @@ class _Zone:
         self.report = _Method(self._report)
         self.cancel = _Method(lambda ids: asyncio.get_running_loop().create_future())
 
-    def _report(self):
+    def _report(self, *_):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         answer_s = 0.02
