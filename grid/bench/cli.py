@@ -3,8 +3,10 @@
     grid bench --scenario eu-evening-peak --policies nearest,round_robin,latency_aware --seeds 5 \
         --load 0.8,1.0 --duration 5m --out bench/eu
 
-Writes DIR/results.json (every run's report, TTFT histogram and utilization series, the summary and
-the two reference bounds of `grid.bench.lp_bound`), DIR/results.md (the table) and DIR/*.png.
+Writes DIR/results.json (every run's report, TTFT histogram, utilization series and cache figures,
+the summary and the two reference bounds of `grid.bench.lp_bound`, for Poisson demand only),
+DIR/results.md (the table; for workloads with prefix information a second one, each policy's cache
+hit rate beside the single-global-cache bound: `grid.bench.cache_metrics`) and DIR/*.png.
 """
 
 from __future__ import annotations

@@ -32,16 +32,17 @@ class CacheAware(LatencyAware):
       utilization (capped at `utilization_cap`). Prefill a zone skips is also capacity it keeps: at
       utilization u the work saved shortens the waits of the requests behind it by about u/(1 − u)
       times itself (an M/M/1 busy period), so it is worth more to the grid than to the request alone,
-      and most where the zone is busy. Weighted 1×, routers moved conversations off their caches at
-      75% load (RESULTS.md, issue 16).
+      and most where the zone is busy. Weighted 1×, kv_aware moved conversations off their caches at
+      the sessions peak (75% load): 76-78% of prompt tokens hit instead of 88% (RESULTS.md, issue 16).
     - The headroom rule need not shut it out. Zones count a prompt's whole prefill as work when they
       admit it (they cannot know yet what their replicas hold), so where most prompt tokens hit their
       utilization overstates their load and the rule would move conversations away from their caches
-      at moderate load. A hit excuses the zone's utilization while its reported queue is under
-      `max_queued_per_replica` waiting requests per replica and its load (outstanding per replica,
-      this router's sends since the report included) is within `balance_abs_threshold` or
-      `balance_rel_threshold`× of the least loaded candidate's: SGLang's router's rule, cache first
-      unless imbalanced. The zone's contention and backlog terms stay in its score."""
+      at moderate load (under it for every zone, kv_aware hit 73-74% at that peak). A hit excuses the
+      zone's utilization while its reported queue is under `max_queued_per_replica` waiting requests
+      per replica and its load (outstanding per replica, this router's sends since the report
+      included) is within `balance_abs_threshold` or `balance_rel_threshold`× of the least loaded
+      candidate's: SGLang's router's rule, cache first unless imbalanced. The zone's contention and
+      backlog terms stay in its score."""
 
     utilization_cap = 0.95  # as predicted_ttft_s caps its contention term
     max_queued_per_replica = 1.0  # waiting requests per replica beyond which a cache no longer excuses load
