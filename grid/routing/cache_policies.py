@@ -17,9 +17,8 @@ the issue's goals compare against.
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
-
 from grid.routing.policies import LatencyAware, estimated_utilization, predicted_ttft_s
+from grid.routing.prefix_index import held_units
 from grid.routing.view import GridView
 from grid.serving.request import Request
 
@@ -134,24 +133,6 @@ class PrefixAware(CacheAware):
                 self.record(request, best)
                 return best
         return super().choose(request, candidates, view)
-
-
-def held_units(hashes: Sequence[int], limit: int, summary: Sequence[Container[int]]) -> int:
-    """Leading units of `hashes` (at most `limit`) that a zone's cache summary holds: the longest over its
-    containers. Each holds a prefix of every chain, so one bisection per container that holds the next
-    unit after the longest found so far; the others cost one look-up."""
-    held = 0
-    for units in summary:
-        if held < limit and hashes[held] in units:
-            low, high = held + 1, limit  # units holds hashes[:low]; not hashes[high:]
-            while low < high:
-                mid = (low + high + 1) >> 1
-                if hashes[mid - 1] in units:
-                    low = mid
-                else:
-                    high = mid - 1
-            held = low
-    return held
 
 
 class KvAware(CacheAware):

@@ -12,7 +12,7 @@ is: it does not see evictions forced by other traffic's live sequences, nor a zo
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 from grid.serving.request import Request
 
@@ -36,14 +36,7 @@ class PrefixIndex:
         limit = min(len(hashes), (request.prompt_tokens - 1) // unit_tokens)
         # What a zone holds of a chain is a prefix of it (a chain's head is touched last when recorded,
         # so it is evicted last): the longest held prefix is a binary search.
-        low, high = 0, limit
-        while low < high:
-            mid = (low + high + 1) >> 1
-            if hashes[mid - 1] in units:
-                low = mid
-            else:
-                high = mid - 1
-        return low * unit_tokens
+        return held_units(hashes, limit, (units,)) * unit_tokens
 
     def record(self, request: Request, zone: int) -> None:
         """`request` was sent to `zone`: its prompt's units are (or will soon be) cached there."""
@@ -69,3 +62,21 @@ class PrefixIndex:
     def tokens(self, zone: int) -> int:
         """Prefix tokens the router believes `zone` holds (SGLang's "tree size")."""
         return self._tokens[zone]
+
+
+def held_units(hashes: Sequence[int], limit: int, summary: Sequence[Container[int]]) -> int:
+    """Leading units of `hashes` (at most `limit`) that a zone's cache summary holds: the longest over its
+    containers. Each holds a prefix of every chain, so one bisection per container that holds the next
+    unit after the longest found so far; the others cost one look-up."""
+    held = 0
+    for units in summary:
+        if held < limit and hashes[held] in units:
+            low, high = held + 1, limit  # units holds hashes[:low]; not hashes[high:]
+            while low < high:
+                mid = (low + high + 1) >> 1
+                if hashes[mid - 1] in units:
+                    low = mid
+                else:
+                    high = mid - 1
+            held = low
+    return held
