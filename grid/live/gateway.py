@@ -323,7 +323,7 @@ class GridGateway(GatewayState):
                 return headers, half, None
             first = await leg.queue.get()
             if first[0] == UPDATE_FIRST:
-                first = await self._until_made(leg, first, -self.monitor.clock_offset_s[zi])
+                first = await responses.until_made(self.now, leg.queue, first, -self.monitor.clock_offset_s[zi])
             if first[0] == UPDATE_STOP:
                 return STOPPED
             if first[0] != UPDATE_FAILED:
@@ -336,28 +336,6 @@ class GridGateway(GatewayState):
         reason = "busy" if answer == BUSY else "timeout" if answer == TIMEOUT else "down"
         self.attempt_failed(live, zi, reason, health=answer != BUSY)
         return None
-
-    async def _until_made(self, leg: _Live, first: tuple, offset_s: float) -> tuple:
-        """Hold a first token the zone sent ahead (`grid.live.zone_actor`, "Early first tokens") until
-        the zone makes it (`offset_s`: zone clock → gateway clock), as if it had come then: a failure or
-        a stop that comes meanwhile is what the attempt returns, at once (retried: nothing was made),
-        and a hedge race orders its copies by it, as the simulator does."""
-        queue = leg.queue
-        due = first[2] + offset_s
-        held = []
-        while (delay := due - self.now()) > 0:
-            try:
-                item = await asyncio.wait_for(queue.get(), delay)
-            except TimeoutError:
-                break
-            if item[0] in (UPDATE_FAILED, UPDATE_STOP):
-                return item
-            held.append(item)
-        if held:  # back in front of anything newer, in order, for the stream
-            held += [queue.get_nowait() for _ in range(queue.qsize())]
-            for item in held:
-                queue.put_nowait(item)
-        return first
 
     def attempt_failed(self, live: _Live, zi: int, reason: str, health: bool = True) -> None:
         live.attempts.failed(zi, reason)

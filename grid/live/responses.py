@@ -125,6 +125,28 @@ def give_up_error(world: World, view: GridView, live: _Live, retry_after: float)
     )
 
 
+async def until_made(now: Callable[[], float], queue: asyncio.Queue, first: tuple, offset_s: float) -> tuple:
+    """Hold a first token the zone sent ahead (`grid.live.zone_actor`, "Early first tokens") until
+    the zone makes it (`offset_s`: zone clock → gateway clock), as if it had come then: a failure or
+    a stop that comes meanwhile is what the attempt returns, at once (retried: nothing was made),
+    and a hedge race orders its copies by it, as the simulator does."""
+    due = first[2] + offset_s
+    held = []
+    while (delay := due - now()) > 0:
+        try:
+            item = await asyncio.wait_for(queue.get(), delay)
+        except TimeoutError:
+            break
+        if item[0] in (UPDATE_FAILED, UPDATE_STOP):
+            return item
+        held.append(item)
+    if held:  # back in front of anything newer, in order, for the stream
+        held += [queue.get_nowait() for _ in range(queue.qsize())]
+        for item in held:
+            queue.put_nowait(item)
+    return first
+
+
 async def final_update(queue: asyncio.Queue) -> tuple:
     """The last update of a non-streaming request (done, failed, or its deadline)."""
     while True:
