@@ -132,6 +132,7 @@ def _run_sim(args: argparse.Namespace) -> int:
         rate_scale=args.rate_scale,
         records_path=args.records,
         progress=progress,
+        autoscaler=args.autoscaler,
     )
     recorder = None
     if args.metrics_out:

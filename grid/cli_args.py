@@ -83,4 +83,9 @@ def add_scenario_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default="default", help="preset name (see `grid scenarios`) or YAML file")
     add_overrides_arg(parser, "override a scenario field, e.g. --set zones.paris-1.replicas=2 (repeatable)")
     parser.add_argument("--policy", help="routing policy name or package.module:Class (default: the scenario's)")
+    parser.add_argument(
+        "--autoscaler",
+        help="static | target_utilization | qps | predictive | package.module:Class (default: the scenario's "
+        "autoscaling.policy; settings under autoscaling:)",
+    )
     parser.add_argument("--seed", type=int, help="random seed (default: the scenario's)")

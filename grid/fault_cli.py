@@ -20,7 +20,7 @@ import json
 import os
 import sys
 
-from grid.cli_args import duration_arg, positive_duration_arg, positive_float_arg
+from grid.cli_args import duration_arg, positive_duration_arg, positive_float_arg, positive_int_arg
 from grid.errors import GridInputError
 from grid.fault_kinds import FAULT_FIELDS, TARGET_FIELDS
 
@@ -40,11 +40,13 @@ _HELP = {
     "zone_slow": "multiply a zone's step times",
     "link_delay": "add RTT between a population and a region",
     "partition": "cut the path between a population and a region",
+    "spot_preempt": "the spot market takes back a zone's spot replicas (after autoscaling.spot.notice_s)",
 }
 # A fault's fields that are options; its targets (zone, population, region) are positional arguments.
 _OPTIONS = {
     "factor": (("--factor",), {"type": positive_float_arg, "required": True}),
     "add_ms": (("--add",), {"dest": "add_ms", "type": _delay_ms, "required": True, "help": "e.g. 200ms"}),
+    "replicas": (("--replicas",), {"type": positive_int_arg, "required": True, "help": "spot replicas taken"}),
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-FaultKind = Literal["zone_down", "zone_slow", "link_delay", "partition"]
+FaultKind = Literal["zone_down", "zone_slow", "link_delay", "partition", "spot_preempt"]
 
 # kind → the fields a fault of that kind needs, its targets (zone, population, region) first
 FAULT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -16,6 +16,7 @@ FAULT_FIELDS: dict[str, tuple[str, ...]] = {
     "zone_slow": ("zone", "factor"),
     "link_delay": ("population", "region", "add_ms"),
     "partition": ("population", "region"),
+    "spot_preempt": ("zone", "replicas"),  # the notice: autoscaling.spot.notice_s
 }
 TARGET_FIELDS = ("zone", "population", "region")
 

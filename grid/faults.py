@@ -15,6 +15,7 @@ from grid.scenario import Fault
 from grid.world import World
 
 ZONE_DOWN, ZONE_UP, ZONE_SLOW, LINK_DELAY, PARTITION = "zone_down", "zone_up", "zone_slow", "link_delay", "partition"
+SPOT_PREEMPT = "spot_preempt"
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class FaultAction:
     zone: int = -1
     population: int = -1
     region: int = -1
-    value: float = 0.0  # slow factor (1 = healthy), added delay in s (0 = none), partition 1/0
+    value: float = 0.0  # slow factor (1 = healthy), added delay in s (0 = none), partition 1/0, replicas preempted
 
 
 def fault_timeline(faults: list[Fault], world: World) -> list[FaultAction]:
@@ -41,6 +42,11 @@ def fault_timeline(faults: list[Fault], world: World) -> list[FaultAction]:
         elif fault.kind == "zone_slow":
             start = FaultAction(fault.at_s, ZONE_SLOW, zone=zone[fault.zone], value=fault.factor)
             stop = FaultAction(end, ZONE_SLOW, zone=zone[fault.zone], value=1.0)
+        elif fault.kind == "spot_preempt":  # instant: the market takes replicas back, the autoscaler may buy more
+            actions.append(
+                (fault.at_s, 1, FaultAction(fault.at_s, SPOT_PREEMPT, zone=zone[fault.zone], value=fault.replicas))
+            )
+            continue
         elif fault.kind == "link_delay":
             where = {"population": pop[fault.population], "region": region[fault.region]}
             start = FaultAction(fault.at_s, LINK_DELAY, value=fault.add_ms / 1000.0, **where)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from grid.economics import ZoneEconomics, carbon_g
+from grid.scaling.billing import fleet_cost_usd, replica_hours
 from grid.scenario import Scenario
 from grid.stats import GroupSummary, RunStats
 from grid.world import World
@@ -72,6 +73,7 @@ class ZoneFigures:
     work_s: float  # Zone.work_s: admitted work at saturated efficiency
     area_queued: float  # Zone.area_queued: ∫ queued dt
     area_in_system: float  # Zone.area_in_system: ∫ in_system dt
+    billing: list[tuple[float, int, int]] | None = None  # Zone.billing: (t, on-demand, spot) replicas paid for
 
 
 def build_report(
@@ -108,15 +110,22 @@ def build_report(
     zones = []
     total_cost_usd_per_h = 0.0
     total_carbon_g = 0.0
+    fleet_totals = {"cost_usd": 0.0, "replica_hours": 0.0, "spot_replica_hours": 0.0}
     for z, zone_id in enumerate(world.zone_ids):
         spec = scenario.zones[zone_id]
         economics = ZoneEconomics.of(scenario, zone_id)
         figures = zone_figures[z]
         row = _group(stats, zone_id, all_pops, [z])
         row.arrivals = row.completed + row.rejected + row.failed
-        replica_s = spec.replicas * duration_s
+        fleet = _fleet_figures(scenario, zone_id, figures.billing, duration_s)
+        for key, value in fleet.items():
+            fleet_totals[key] += value
+        scaled = figures.billing is not None and len(figures.billing) > 1  # its replicas changed during the run
+        replica_s = (
+            (fleet["replica_hours"] + fleet["spot_replica_hours"]) * 3600.0 if scaled else spec.replicas * duration_s
+        )
         utilization = figures.work_s / replica_s if replica_s else math.nan
-        cost_usd_per_h = economics.cost_usd_per_hour
+        cost_usd_per_h = economics.cost_usd_per_hour if not scaled else fleet["cost_usd"] / duration_h
         busy = utilization if not math.isnan(utilization) else 0.0
         zone_carbon_g = carbon_g(economics.energy_kwh(busy, duration_s), economics.carbon_g_per_kwh)
         total_cost_usd_per_h += cost_usd_per_h
@@ -130,6 +139,7 @@ def build_report(
             capacity_rps=float(world.capacity_rps[z]),
             cost_usd_per_hour=cost_usd_per_h,
             carbon_g=zone_carbon_g,
+            **fleet,
         )
         zones.append(row)
 
@@ -159,6 +169,7 @@ def build_report(
         if output_tokens
         else math.nan,
         "carbon_g_per_1m_output_tokens": total_carbon_g / (output_tokens / 1e6) if output_tokens else math.nan,
+        **fleet_totals,
     }
     meta = {
         "scenario": scenario.name,
@@ -168,6 +179,26 @@ def build_report(
         **meta,
     }
     return Report(meta=meta, grid=grid_row, populations=populations, zones=zones, totals=totals)
+
+
+def _fleet_figures(
+    scenario: Scenario, zone_id: str, billing: list[tuple[float, int, int]] | None, duration_s: float
+) -> dict[str, float]:
+    """A zone's replica-hours (on demand, spot) and what they cost at its region's time-of-use
+    tariff (grid.scaling.billing); a driver that keeps no timeline had its replicas all along."""
+    spec = scenario.zones[zone_id]
+    region = scenario.regions[spec.region]
+    timeline = billing if billing is not None else [(0.0, spec.replicas, 0)]
+    on_demand_h, spot_h = replica_hours(timeline, duration_s)
+    cost = fleet_cost_usd(
+        timeline,
+        duration_s,
+        region.price_usd_per_gpu_hour * spec.gpus_per_replica,
+        region.tz,
+        scenario.demand.start_utc,
+        scenario.autoscaling.spot.discount,
+    )
+    return {"cost_usd": cost, "replica_hours": on_demand_h, "spot_replica_hours": spot_h}
 
 
 # --- rendering --------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from grid.demand.spec import (  # noqa: F401 - the demand section, re-exported a
 )
 from grid.errors import GridInputError
 from grid.fault_kinds import FaultKind, missing_fields, missing_message
+from grid.scaling.spec import Autoscaling
 from grid.serving.retry import MAX_RETRIES, RETRY_BUDGET_MIN, RETRY_BUDGET_RATIO
 from grid.units import parse_duration_s
 
@@ -75,6 +76,12 @@ class Population(_Strict):
 class Network(_Strict):
     intra_region_rtt_ms: float = Field(default=1.0, ge=0)
     jitter_ratio: float = Field(default=0.05, ge=0, le=10)
+    # The least one-way client↔zone delay, in both clocks (grid.dispatch.settings.client_zone_rtt_s):
+    # the live gateway's own path (HTTP intake and routing on the way in, a Ray hop from the zone actor
+    # on the way out) takes about this long, and a shorter half RTT cannot hide it. 0: not modelled
+    # (the live intake then counts on top of the network). `benchmarks/ecosystem_tools.py` sets 1.5 ms,
+    # measured on 2 cores (benchmarks/RESULTS.md); 0 by default so calibrated figures stay put.
+    gateway_hop_ms: float = Field(default=0.0, ge=0, le=1000)
     population_rtt_ms: dict[str, dict[str, Annotated[float, Field(ge=0)]]]
     region_rtt_ms: dict[str, dict[str, Annotated[float, Field(ge=0)]]]
 
@@ -145,6 +152,7 @@ class Fault(_Strict):
     region: str | None = None
     factor: float | None = Field(default=None, gt=0)
     add_ms: float | None = Field(default=None, ge=0)
+    replicas: int | None = Field(default=None, ge=1, description="spot_preempt: how many spot replicas are taken")
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Fault:
@@ -168,6 +176,7 @@ class Scenario(_Strict):
     demand: Demand
     slo: Slo = Slo()
     routing: Routing = Routing()
+    autoscaling: Autoscaling = Autoscaling()
     faults: list[Fault] = []
 
 
@@ -231,7 +240,11 @@ def set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
     for depth, key in enumerate(keys[:-1]):
         section = _section_model(model, key)
         is_field = not isinstance(model, tuple)  # a model's own field, not an entry of a mapping by id
-        if is_field and isinstance(section, type) and isinstance(node, dict) and node.get(key) is None:
+        # A section, a mapping field, or an entry whose fields all have defaults (autoscaling.zones.<id>).
+        creatable = isinstance(section, (type, tuple)) or (is_field and _is_mapping_field(model, key))
+        if not is_field:
+            creatable = creatable and all(not f.is_required() for f in model[1].model_fields.values())
+        if creatable and isinstance(node, dict) and node.get(key) is None:
             node[key] = {}
         model = section
         if not isinstance(node, dict) or key not in node:
@@ -259,6 +272,13 @@ def _section_model(model: Any, key: str) -> Any:
             entry = typing.get_args(arg)[1]
             return ("entries", entry) if isinstance(entry, type) and issubclass(entry, BaseModel) else None
     return None
+
+
+def _is_mapping_field(model: Any, key: str) -> bool:
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or key not in model.model_fields:
+        return False
+    annotation = model.model_fields[key].annotation
+    return any(typing.get_origin(arg) is dict for arg in (annotation, *typing.get_args(annotation)))
 
 
 def get_path(raw: dict[str, Any], dotted: str) -> Any:
@@ -444,6 +464,36 @@ def _cross_reference_problems(s: Scenario) -> list[tuple[tuple[str, ...], str]]:
             problems.append(((*base, "region"), known("region " + repr(fault.region), regions)))
     if s.routing.report_interval_s > 0 and math.isinf(s.routing.report_interval_s):
         problems.append((("routing", "report_interval_s"), "must be finite"))
+    return problems + _autoscaling_problems(s)
+
+
+def _autoscaling_problems(s: Scenario) -> list[tuple[tuple[str, ...], str]]:
+    """Bounds per zone that cannot hold, pools smaller than their floors, unknown ids."""
+    a = s.autoscaling
+    problems: list[tuple[tuple[str, ...], str]] = []
+    floors: dict[str, int] = {}
+    for zone_id in sorted(set(a.zones) - set(s.zones)):
+        problems.append((("autoscaling", "zones", zone_id), f"unknown zone; known: {', '.join(sorted(s.zones))}"))
+    for zone_id, zone in s.zones.items():
+        bounds = a.zones.get(zone_id)
+        low = bounds.min_replicas if bounds and bounds.min_replicas is not None else a.min_replicas
+        high = bounds.max_replicas if bounds and bounds.max_replicas is not None else a.max_replicas
+        if high is not None and low > high:
+            where = ("autoscaling", "zones", zone_id) if bounds else ("autoscaling",)
+            problems.append((where, f"min_replicas ({low}) > max_replicas ({high}) for zone {zone_id}"))
+        floors[zone.region] = floors.get(zone.region, 0) + low
+    for region, pool in a.pools.items():
+        if region not in s.regions:
+            problems.append(
+                (("autoscaling", "pools", region), f"unknown region; known: {', '.join(sorted(s.regions))}")
+            )
+        elif pool < floors.get(region, 0):
+            problems.append(
+                (
+                    ("autoscaling", "pools", region),
+                    f"pool of {pool} replicas is smaller than its zones' floor ({floors[region]})",
+                )
+            )
     return problems
 
 

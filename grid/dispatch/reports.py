@@ -38,3 +38,15 @@ def apply_load_report(
     if cached_units is not None:
         zv.cached_units = cached_units
         zv.cached_units_s = report_s
+
+
+def apply_replicas(zv: ZoneView, serving: int, warming: int, draining: int) -> bool:
+    """A zone's fleet into the router's view (part of its load report in both drivers): capacity and
+    KV room follow the serving replicas. True when whether it serves at all changed (candidates)."""
+    was_serving = zv.replicas > 0
+    zv.replicas = serving
+    zv.warming = warming
+    zv.draining = draining
+    zv.capacity_rps = zv.capacity_rps_per_replica * serving
+    zv.kv_cache_tokens = zv.kv_tokens_per_replica * serving
+    return was_serving != (serving > 0)

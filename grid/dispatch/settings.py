@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from grid.routing.view import GridView, ZoneView
 from grid.scenario import Scenario
+from grid.serving.capacity import replica_capacity_rps
 from grid.world import World
 
 
@@ -27,6 +28,7 @@ class DispatchSettings:
     jitter_ratio: float  # each attempt's RTT × (1 + Exp(jitter_ratio))
     slo_ttft_s: float | None
     start_utc: dt.datetime | None
+    gateway_hop_s: float = 0.0  # no client↔zone leg shorter than this (`client_zone_rtt_s`)
 
     @classmethod
     def from_scenario(cls, scenario: Scenario) -> DispatchSettings:
@@ -40,6 +42,7 @@ class DispatchSettings:
             jitter_ratio=scenario.network.jitter_ratio,
             slo_ttft_s=scenario.slo.ttft_s,
             start_utc=scenario.demand.start_utc,
+            gateway_hop_s=scenario.network.gateway_hop_ms / 1000.0,
         )
 
     def with_changes(self, **changes) -> DispatchSettings:
@@ -79,16 +82,32 @@ def build_zone_views(scenario: Scenario, world: World) -> list[ZoneView]:
                 carbon_g_per_kwh=region.carbon_g_per_kwh,
                 tz=region.tz,
                 kv_cache_tokens=profile.kv_cache_tokens * zone.replicas,
+                capacity_rps_per_replica=replica_capacity_rps(
+                    profile, world.mean_prompt_tokens, world.mean_output_tokens
+                ),
+                kv_tokens_per_replica=profile.kv_cache_tokens,
             )
         )
     return views
 
 
+def client_zone_rtt_s(rtt_s: list[list[float]], gateway_hop_s: float) -> list[list[float]]:
+    """The [population][zone] RTTs both clocks apply (before jitter): the network's (`NetworkState`,
+    faults in force), floored so that neither leg is shorter than the gateway's own hop
+    (`network.gateway_hop_ms`: RTT ≥ 2 × hop; unreachable stays inf). The simulator's requests then
+    take what the live gateway's path (intake, routing, the Ray call to a zone actor and back) needs."""
+    if gateway_hop_s <= 0.0:
+        return rtt_s
+    floor_s = 2.0 * gateway_hop_s
+    return [[max(rtt, floor_s) for rtt in row] for row in rtt_s]
+
+
 def build_view(scenario: Scenario, world: World, settings: DispatchSettings, rtt_s: list[list[float]]) -> GridView:
-    """The router's view at the start of a run: every zone up, candidates from the network."""
+    """The router's view at the start of a run: every zone up, candidates from the network (`rtt_s`,
+    `NetworkState.rtt_s()`; floored here by `client_zone_rtt_s`)."""
     view = GridView(
         zones=build_zone_views(scenario, world),
-        rtt_s=rtt_s,
+        rtt_s=client_zone_rtt_s(rtt_s, settings.gateway_hop_s),
         candidates=[],
         start_utc=settings.start_utc,
         slo_ttft_s=settings.slo_ttft_s,

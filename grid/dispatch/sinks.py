@@ -59,6 +59,11 @@ class Sink:
     def zone_health(self, zone: int, up: bool, now_s: float) -> None:
         """`zone` became eligible (up) or not."""
 
+    def scaled(self, zone: int, reason: str, replicas: int, now_s: float) -> None:
+        """`zone`'s fleet changed (grid.scaling.controller reasons: up, down, manual, stockout,
+        preempted, replace); `replicas` is its target after it. Its counts by state reach sinks in
+        its next `zone_reported` view (`replicas`, `warming`, `draining`)."""
+
     def tick(self, now_s: float) -> None:
         """Time passed (about once a second of the driver's clock)."""
 
@@ -69,7 +74,7 @@ class Sinks(Sink):
     Only the events a sink overrides are sent to it, so a driver pays nothing for the rest; the
     per-request events (arrived, routed, ended) loop inline, as they run for every request."""
 
-    EVENTS = ("arrived", "routed", "retried", "hedged", "ended", "zone_reported", "zone_health", "tick")
+    EVENTS = ("arrived", "routed", "retried", "hedged", "ended", "zone_reported", "zone_health", "scaled", "tick")
 
     def __init__(self, sinks: list[Sink] | tuple[Sink, ...] = ()) -> None:
         self.sinks: list[Sink] = []
@@ -134,6 +139,9 @@ class Sinks(Sink):
 
     def zone_health(self, zone, up, now_s) -> None:
         self._each("zone_health", zone, up, now_s)
+
+    def scaled(self, zone, reason, replicas, now_s) -> None:
+        self._each("scaled", zone, reason, replicas, now_s)
 
     def tick(self, now_s) -> None:
         self._each("tick", now_s)

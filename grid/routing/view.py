@@ -30,6 +30,10 @@ class ZoneView:
         "carbon_g_per_kwh",
         "tz",
         "kv_cache_tokens",
+        "capacity_rps_per_replica",
+        "kv_tokens_per_replica",
+        "warming",
+        "draining",
         "up",
         "outstanding",
         "waiting",
@@ -56,6 +60,8 @@ class ZoneView:
         carbon_g_per_kwh: float,
         tz: str = "UTC",
         kv_cache_tokens: int = 0,
+        capacity_rps_per_replica: float | None = None,
+        kv_tokens_per_replica: int | None = None,
     ) -> None:
         self.index = index
         self.zone_id = zone_id
@@ -68,6 +74,14 @@ class ZoneView:
         self.carbon_g_per_kwh = carbon_g_per_kwh
         self.tz = tz  # the region's IANA time zone: its local hour sets its tariff (grid.routing.tariff)
         self.kv_cache_tokens = kv_cache_tokens  # KV-cache room of all its replicas: what a prefix cache can hold
+        # Its fleet (grid.dispatch.reports.apply_replicas): `replicas` serve; others warm up or drain.
+        per = max(replicas, 1)
+        self.capacity_rps_per_replica = (
+            capacity_rps / per if capacity_rps_per_replica is None else capacity_rps_per_replica
+        )
+        self.kv_tokens_per_replica = kv_cache_tokens // per if kv_tokens_per_replica is None else kv_tokens_per_replica
+        self.warming = 0
+        self.draining = 0
         self.up = True
         self.outstanding = 0  # admitted and unfinished, as last reported
         self.waiting = 0

@@ -80,10 +80,18 @@ class Engine:
         "_prefill_base_s",
         "_mixed_base_s",
         "_prefill_per_token_s",
+        "accepting",
+        "released",
+        "spot",
     )
 
-    def __init__(self, index: int, profile: GpuProfile, slow_factor: float = 1.0) -> None:
+    def __init__(self, index: int, profile: GpuProfile, slow_factor: float = 1.0, spot: bool = False) -> None:
         self.index = index
+        # Its life cycle (grid/serving/fleet.py): serving (accepting), draining (not accepting, its
+        # sequences finish), released (gone: the zone reuses its slot for the next replica).
+        self.accepting = True
+        self.released = False
+        self.spot = spot  # bought on the spot market: cheaper, and may be preempted
         self.kv = KvCache(profile.kv_cache_tokens // profile.block_tokens, profile.block_tokens)
         self.phase = IDLE
         self.running: list[tuple[int, int, Request]] = []  # heap of (finish step, id, request)

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Container, Iterator
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from math import exp
 
 from grid.scenario import GpuProfile
 from grid.serving.capacity import prefill_step_base_s
 from grid.serving.engine import DECODE, FAILED, FINISHED, FIRST_TOKEN, IDLE, INF, Engine, Event
+from grid.serving.fleet import READY, Fleet
 from grid.serving.request import CANCELLED, ERROR, Request
 
 __all__ = ["FAILED", "FINISHED", "FIRST_TOKEN", "INF", "Event", "Zone"]  # events re-exported for the drivers
@@ -42,8 +43,9 @@ PREFIX_BALANCE_ABS = 64  # sequences
 PREFIX_BALANCE_REL = 1.5
 
 
-class Zone:
-    """Replicas of one model in one availability zone, advanced by an outside clock."""
+class Zone(Fleet):
+    """Replicas of one model in one availability zone, advanced by an outside clock. Their number
+    changes at run time through the `Fleet` mixin (grid/serving/fleet.py)."""
 
     # Slots: these are read several times per request, and past 30 attributes CPython 3.11 stops
     # sharing instance-dict keys and specializing their loads (≈10% of the model's time).
@@ -64,7 +66,11 @@ class Zone:
         "slow_factor",
         "up",
         "_engines",
+        "_accepting",
+        "_timers",
         "replicas",
+        "draining",
+        "fleet_version",
         "_heap",
         "_arriving",
         "_waiting",
@@ -100,7 +106,7 @@ class Zone:
         self.slow_factor = 1.0
         self.up = True
         self._engines = [Engine(i, profile) for i in range(replicas)]
-        self.replicas = replicas  # an attribute, not a property: read several times per request
+        self.replicas = replicas  # serving ones; an attribute, not a property: read several times per request
         self._heap: list[tuple[float, int, int]] = []  # (time, version, engine index)
         self._arriving: deque[tuple[float, Request]] = deque()  # in the API server (frontend_s)
         self._waiting: deque[Request] = deque()
@@ -120,6 +126,7 @@ class Zone:
         self.ttft_ewma_s = 0.0  # zone-side time to first token, recent average (a load report field)
         self._work_rate = 0.0  # admitted work per second, exponentially decayed (UTILIZATION_TAU_S)
         self._work_rate_t = 0.0
+        self._init_fleet(replicas)
 
     # --- what drivers call --------------------------------------------------------------------
 
@@ -128,7 +135,7 @@ class Zone:
         need = request.prompt_tokens + request.output_tokens
         if (
             not self.up
-            or not self._engines
+            or not self._accepting
             or need > self.kv_cache_tokens  # whole blocks: the same as its blocks > the replica's blocks
             or (self.queued >= self.max_queue and not self._starts_now(-(-need // self.block_tokens)))
         ):
@@ -175,7 +182,7 @@ class Zone:
         """Nothing is queued ahead and an engine has a free slot and KV room: the request won't wait."""
         cap = self._kv_blocks
         return not self.queued and any(
-            e.n_slots < self.max_num_seqs and e.kv.held_blocks + blocks <= cap for e in self._engines
+            e.n_slots < self.max_num_seqs and e.kv.held_blocks + blocks <= cap for e in self._accepting
         )
 
     def next_event_time(self) -> float:
@@ -186,7 +193,9 @@ class Zone:
             heappop(heap)
         t = heap[0][0] if heap else INF
         if self._arriving and self._arriving[0][0] < t:
-            return self._arriving[0][0]
+            t = self._arriving[0][0]
+        if self._timers and self._timers[0][0] < t:
+            return self._timers[0][0]
         return t
 
     def advance(self, now: float) -> list[Event]:
@@ -195,11 +204,18 @@ class Zone:
         heap = self._heap
         engines = self._engines
         arriving = self._arriving
+        timers = self._timers
         while True:
             while heap and heap[0][1] != engines[heap[0][2]].version:
                 heappop(heap)
             t_engine = heap[0][0] if heap else INF
             t_arrive = arriving[0][0] if arriving else INF
+            if timers and timers[0][0] <= now and timers[0][0] <= t_engine and timers[0][0] <= t_arrive:
+                t_timer, _, kind, payload = heappop(timers)  # replicas ready, a preemption's notice over
+                self._account(t_timer)
+                self._on_timer(kind, payload, t_timer, events)
+                engines = self._engines
+                continue
             if t_arrive <= t_engine:
                 if t_arrive > now:
                     break
@@ -231,6 +247,8 @@ class Zone:
         if engine.cancel(request):
             self._cut(engine, now)
         self.kv_used += (engine.kv.held_blocks - held) * self.block_tokens
+        if not engine.accepting:
+            self._release_if_empty(engine, now)
         self._fill(now)
         return True
 
@@ -240,6 +258,8 @@ class Zone:
         self._account(now)
         failed: list[Request] = [r for _, r in self._arriving] + list(self._waiting)
         for engine in self._engines:
+            if engine.released:
+                continue
             failed += engine.open_requests()
             if engine.phase != IDLE:
                 engine.busy_s += now - engine.busy_since
@@ -249,10 +269,18 @@ class Zone:
                 request.status = ERROR
                 request.finish_s = now
                 events.append((FAILED, request))
-        busy = [e.busy_s for e in self._engines]
-        self._engines = [Engine(i, self.profile, self.slow_factor) for i in range(len(self._engines))]
-        for engine, busy_s in zip(self._engines, busy, strict=True):
-            engine.busy_s = busy_s
+        old = self._engines
+        self._engines = [Engine(i, self.profile, self.slow_factor, e.spot) for i, e in enumerate(old)]
+        self._accepting = []
+        for engine, was in zip(self._engines, old, strict=True):
+            engine.busy_s, engine.version = was.busy_s, was.version + 1
+            engine.accepting, engine.released = was.accepting, was.released
+            if was.accepting:
+                self._accepting.append(engine)
+            elif not was.released:  # a draining replica had nothing left to finish: it goes
+                self._release(engine, now)
+        self._timers = [entry for entry in self._timers if entry[2] == READY]  # notices end with their replicas
+        heapify(self._timers)
         self._heap.clear()
         self._arriving.clear()
         self._waiting.clear()
@@ -276,7 +304,7 @@ class Zone:
         """(time, request) of every first token the steps in progress will make: a step that completes
         prompts is a run of its own, never cut, so those times are fixed when it starts."""
         for engine in self._engines:
-            if engine.prefilling:
+            if engine.prefilling and not engine.released:
                 t = engine.next_t
                 for request in engine.prefilling:
                     if not request.cancelled:
@@ -294,11 +322,13 @@ class Zone:
 
     def busy_seconds(self, now: float) -> float:
         """Engine-seconds spent non-idle so far (nvidia-smi's "utilization"; ≈1 under any real load)."""
-        return sum(e.busy_s + (now - e.busy_since if e.phase != IDLE else 0.0) for e in self._engines)
+        return sum(
+            e.busy_s + (now - e.busy_since if e.phase != IDLE and not e.released else 0.0) for e in self._engines
+        )
 
     def kv_cached_tokens(self) -> int:
         """Prefix-cache tokens held by no live sequence, kept for reuse until evicted (all replicas)."""
-        return sum(e.kv.cached_blocks for e in self._engines) * self.block_tokens
+        return sum(e.kv.cached_blocks for e in self._accepting) * self.block_tokens
 
     def cached_units(self, snapshot: bool = True) -> tuple[Container[int], ...]:
         """What the zone's prefix caches hold, for its load report (KV events as llm-d and Dynamo consume
@@ -306,7 +336,7 @@ class Zone:
         (each holds a prefix of every chain). `snapshot`: copies as of now, for a report that ages or
         crosses a process (≈0.5 ms per 100k units); otherwise the replicas' indexes themselves, live
         (fresh reports: every change reaches the router as it happens, at no cost)."""
-        return tuple(e.kv.cached_units(snapshot) for e in self._engines)
+        return tuple(e.kv.cached_units(snapshot) for e in self._accepting)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -330,7 +360,7 @@ class Zone:
     def _fill(self, now: float) -> None:
         """Move requests from the head of the queue onto engines with a free slot and KV room."""
         waiting = self._waiting
-        engines = self._engines
+        engines = self._accepting
         max_seqs = self.max_num_seqs
         cap = self._kv_blocks
         b = self.block_tokens
@@ -388,7 +418,7 @@ class Zone:
         best: Engine | None = None
         best_units = -1
         low, high = max_seqs, 0
-        for engine in self._engines:
+        for engine in self._accepting:
             slots = engine.n_slots
             low = min(low, slots)
             high = max(high, slots)
@@ -418,6 +448,9 @@ class Zone:
         self.ttft_ewma_s = engine.end_run(now, self._events, self.ttft_ewma_s)
         self.kv_used += (kv.held_blocks - held) * self.block_tokens
         self.in_system -= slots - engine.n_slots  # the sequences that finished
+        if not engine.accepting and engine.n_slots == 0:
+            self._release(engine, now)  # drained
+            return
         if self._waiting:
             self._fill(now)
         self._schedule(engine, engine.plan(now))

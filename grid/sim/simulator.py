@@ -27,21 +27,23 @@ from grid.demand.arrivals import ArrivalChunk
 from grid.demand.plan import demand_plan
 from grid.dispatch.core import BUSY, DOWN, FAILED_ATTEMPT, Attempts, Dispatch, client_times
 from grid.dispatch.recording import RecordsSink, StatsSink
-from grid.dispatch.reports import apply_load_report
+from grid.dispatch.reports import apply_load_report, apply_replicas
 from grid.dispatch.settings import DispatchSettings, build_view, report_tick_s
 from grid.dispatch.sinks import Outcome, Sink, Sinks
-from grid.faults import LINK_DELAY, PARTITION, ZONE_DOWN, ZONE_SLOW, ZONE_UP, NetworkState, fault_timeline
+from grid.faults import LINK_DELAY, PARTITION, SPOT_PREEMPT, ZONE_DOWN, ZONE_SLOW, ZONE_UP, NetworkState, fault_timeline
 from grid.report import Report, ZoneFigures, build_report
 from grid.routing.registry import make_policy
 from grid.routing.view import GridView
 from grid.scenario import Scenario
 from grid.serving.request import CANCELLED, ERROR, REJECTED, STOP, Request
-from grid.serving.zone import FAILED, FIRST_TOKEN, Zone
+from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
+from grid.sim.fleet import SimFleet
+from grid.sim.progress import Progress
 from grid.stats import RunStats
 from grid.world import build_world
 
 INF = math.inf
-_DELIVER, _ZONE, _FAULT, _REPORT, _HEDGE, _RETRY, _TICK, _END = 0, 1, 2, 3, 4, 5, 6, 7
+_DELIVER, _ZONE, _FAULT, _REPORT, _HEDGE, _RETRY, _TICK, _END, _SCALE = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
 Arrivals = Callable[[np.random.Generator], Iterable[ArrivalChunk]]
 
@@ -65,6 +67,7 @@ class Simulation:
         progress: bool = False,
         arrivals: Arrivals | None = None,
         sinks: Iterable[Sink] = (),
+        autoscaler: str | None = None,
     ) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
@@ -84,6 +87,7 @@ class Simulation:
             Zone(scenario.gpus[scenario.zones[z].gpu], scenario.zones[z].replicas, scenario.zones[z].max_queue)
             for z in self.world.zone_ids
         ]
+        self.fleet = SimFleet(scenario, self.world, self.zones, autoscaler)
         self.network = NetworkState(self.world)
         self.view: GridView = build_view(scenario, self.world, self.settings, self.network.rtt_s())
         self.stats = RunStats(len(self.world.population_ids), len(self.world.zone_ids), scenario.slo)
@@ -104,6 +108,9 @@ class Simulation:
         jitter_rng = np.random.default_rng([self.seed, 1])  # its own stream: jitter never shifts arrivals
         records = RecordsSink(self.records_path) if self.records_path else None
         sinks = Sinks([*([records] if records else []), *self.sinks])
+        self.fleet.sinks = sinks
+        if self.fleet.enabled:
+            sinks.add(self.fleet.controller)  # it counts what is routed where
         dispatch = self.dispatch = Dispatch(
             self.policy, self.view, self.settings, StatsSink(self.stats), sinks, self.world.population_ids
         )
@@ -115,8 +122,10 @@ class Simulation:
             if records:
                 records.close()
         self.stats.flush()
-        figures = [ZoneFigures(z.work_s, z.area_queued, z.area_in_system) for z in self.zones]
+        figures = [ZoneFigures(z.work_s, z.area_queued, z.area_in_system, z.billing) for z in self.zones]
         meta = {"clock": "simulated", "policy": dispatch.policy_name, "seed": self.seed, "rate_scale": self.rate_scale}
+        if self.fleet.enabled or self.fleet.events:
+            meta["scaling"] = self.fleet.meta()
         if dispatch.hedges["sent"]:
             meta["hedges"] = dict(dispatch.hedges)
         demand_meta = self.demand.meta() if self.demand is not None else None
@@ -187,6 +196,8 @@ class _Run:
         zones, zone_views, zone_next, heap, seq = self.zones, self.view.zones, self.zone_next, self.heap, self.seq
         sinks, report_sink, snapshot = self.sinks, self.report_sink, not self.fresh
         summaries = getattr(self.sim.policy, "reads_cached_units", False)  # else skip their cost (a copy per report)
+        fleet_seen = [0] * len(zones)
+        view = self.view
 
         def reschedule(zi: int) -> None:
             t = zones[zi].next_event_time()
@@ -198,6 +209,10 @@ class _Run:
             """The router's view of zone `zi` from its state now (a load report; its cache summary is a
             copy that ages with it, or with fresh reports the caches themselves)."""
             zone, zv = zones[zi], zone_views[zi]
+            if zone.fleet_version != fleet_seen[zi]:  # replicas came or went: capacity and candidates follow
+                fleet_seen[zi] = zone.fleet_version
+                if apply_replicas(zv, *zone.counts()):
+                    view.refresh_candidates()
             zv.up, room = zone.up, zone.kv_cache_tokens * zone.replicas
             kv, units = zone.kv_used / room if room else 0.0, zone.cached_units(snapshot) if summaries else None
             apply_load_report(zv, zone.in_system, zone.queued, kv, zone.utilization(now), zone.ttft_ewma_s, now, units)
@@ -335,6 +350,9 @@ class _Run:
         elif action.kind == ZONE_SLOW:
             zones[action.zone].set_slow_factor(action.value, t)
             self.reschedule(action.zone)
+        elif action.kind == SPOT_PREEMPT:
+            self.sim.fleet.preempt(action.zone, int(action.value), t)
+            self.reschedule(action.zone)
         elif action.kind in (LINK_DELAY, PARTITION):
             self.sim.network.apply(action)
             view.rtt_s = self.sim.network.rtt_s()
@@ -342,6 +360,19 @@ class _Run:
             self.refresh(action.zone, t)  # health is known at the next report; with fresh reports, now
             self.sinks.zone_health(action.zone, view.zones[action.zone].up, t)
         view.refresh_candidates()
+
+    def on_scale(self, t: float) -> None:
+        """The autoscaler's decision (grid.scaling): zones change at their own times from here."""
+        fleet = self.sim.fleet
+        self.view.now_s = t
+        for zi in fleet.decide(t, self.view):
+            self.reschedule(zi)
+            if self.fresh:
+                self.refresh(zi, t)
+        if t + fleet.settings.interval_s <= self.end_s or (
+            self.drain and self.dispatch.in_flight and t < self.drain_until_s
+        ):
+            self.push(t + fleet.settings.interval_s, _SCALE, None)
 
     def on_tick(self, t: float) -> None:
         self.sinks.tick(t)
@@ -374,8 +405,10 @@ class _Run:
         heappush(heap, (0.0, seq(), _REPORT, report_tick_s(interval_s)))
         if self.sinks.wants("tick"):
             heappush(heap, (0.0, seq(), _TICK, None))
+        if sim.fleet.enabled:
+            heappush(heap, (sim.fleet.settings.interval_s, seq(), _SCALE, None))
         hedge_delay = dispatch.hedge_delay_s if dispatch.hedging else None
-        progress = _Progress(end_s) if sim.progress else None
+        progress = Progress(end_s) if sim.progress else None
         t = end_s
         for chunk in itertools.chain(arrivals, (None,)):
             if chunk is None:  # the end of the run: a sentinel arrival drains the heap up to end_s
@@ -409,8 +442,10 @@ class _Run:
                                     request.twin = twin.twin = None
                                     self.hand_over(request, twin, t)
                                     continue
-                            if event_kind != FIRST_TOKEN:  # its end reaches the client half an RTT later
+                            if event_kind == FINISHED:  # its end reaches the client half an RTT later
                                 heappush(heap, (t + 0.5 * request.rtt_s, seq(), _END, request))
+                            elif event_kind == FAILED:  # its replica was preempted under it
+                                self.fail_attempt(request, t)
                         reschedule(payload)
                         if fresh:
                             refresh(payload, t)
@@ -442,6 +477,8 @@ class _Run:
                         self.on_hedge(payload, t)
                     elif kind == _TICK:
                         self.on_tick(t)
+                    elif kind == _SCALE:
+                        self.on_scale(t)
                     else:
                         self.on_fault(payload, t)
                     continue
@@ -477,22 +514,3 @@ class _Run:
         if progress:
             progress.close()
         return end_s
-
-
-class _Progress:
-    """A progress bar over simulated time, on stderr, only when it is a terminal or forced."""
-
-    def __init__(self, total_s: float) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=round(total_s), unit="sim-s", desc="simulating", leave=False)
-        self._done = 0
-
-    def update(self, t_s: float) -> None:
-        step = int(t_s) - self._done
-        if step > 0:
-            self._bar.update(step)
-            self._done += step
-
-    def close(self) -> None:
-        self._bar.close()
