@@ -79,6 +79,7 @@ class Predictive(Autoscaler):
 
     name = "predictive"
     STEPS = 6  # points checked across the horizon
+    upscales_at_once = True  # it already looks a cold start ahead: waiting out an upscale delay would be late
 
     def desired(self, signals: list[ZoneSignals], now_s: float) -> list[int | None]:
         horizon_s = self.settings.cold_start_s + self.settings.interval_s

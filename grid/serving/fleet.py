@@ -57,7 +57,10 @@ class Fleet:
         for want, is_spot in ((on_demand, False), (spot, True)):
             have = self.kinds()[is_spot]
             for _ in range(want - have):
-                self._warm(now + cold_start_s, is_spot)
+                if cold_start_s > 0:
+                    self._warm(now + cold_start_s, is_spot)
+                else:  # already warm (a run's initial fleet)
+                    self._start_serving(is_spot, now)
                 started += 1
             for _ in range(have - want):
                 self._retire(is_spot, now)

@@ -35,15 +35,16 @@ from grid.report import Report, ZoneFigures, build_report
 from grid.routing.registry import make_policy
 from grid.routing.view import GridView
 from grid.scenario import Scenario
-from grid.serving.request import CANCELLED, ERROR, REJECTED, STOP, Request
+from grid.serving.request import ERROR, REJECTED, STOP, Request
 from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
+from grid.sim.events import _DELIVER, _END, _FAULT, _HEDGE, _REPORT, _RETRY, _SCALE, _TICK, _ZONE
 from grid.sim.fleet import SimFleet
+from grid.sim.hedging import Hedging
 from grid.sim.progress import Progress
 from grid.stats import RunStats
 from grid.world import build_world
 
 INF = math.inf
-_DELIVER, _ZONE, _FAULT, _REPORT, _HEDGE, _RETRY, _TICK, _END, _SCALE = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
 Arrivals = Callable[[np.random.Generator], Iterable[ArrivalChunk]]
 
@@ -136,7 +137,7 @@ class Simulation:
         return build_report(self.scenario, self.world, self.stats, figures, self.duration_s, meta, self.in_flight)
 
 
-class _Run:
+class _Run(Hedging):
     """The state of one run in virtual time: the heap, the zones' wake-ups, the requests retrying.
 
     The hot paths (arrivals, zone events, deliveries) are inline in `loop`; the rare ones (retries,
@@ -265,62 +266,6 @@ class _Run:
             self.retry_at(request, now, FAILED_ATTEMPT)
         else:
             self.push(now + 0.5 * request.rtt_s, _END, request)
-
-    # --- hedging -----------------------------------------------------------------------------------
-
-    def on_hedge(self, original: Request, t: float) -> None:
-        if original.status or original.twin is not None:
-            return  # ended already
-        if original.first_token_s >= 0.0:
-            return  # its first token exists (at worst still on its way to the client)
-        zb = self.dispatch.hedge(original, self.tries.get(original), t)
-        if zb < 0:
-            return
-        copy = original.copy(self.next_id)
-        self.next_id += 1
-        rtt_s = self.view.rtt_s[original.population][zb]
-        if self.jitter_ratio > 0:  # a copy crosses the network like any attempt
-            rtt_s *= 1.0 + self.retry_jitter.expovariate(1.0 / self.jitter_ratio)
-        copy.zone, copy.rtt_s, copy.attempts = zb, rtt_s, 1
-        copy.twin, original.twin = original, copy
-        self.dispatch.routed(copy, zb, rtt_s, t)
-        self.push(t + 0.5 * rtt_s, _DELIVER, copy)
-
-    def drop_twin(self, winner: Request, now: float) -> None:
-        """The winner's first token is out: cancel the other copy and free its zone. (A hedged
-        request is one request in flight however many copies it has.)"""
-        loser = winner.twin
-        winner.twin = loser.twin = None
-        if loser.status:
-            return
-        copy = winner if winner.attempts == 1 else loser  # attempts = 1 marks the hedge copy
-        self.dispatch.hedge_ended(copy, copy.zone, "won" if copy is winner else "lost", now)
-        if self.tries and loser in self.tries:
-            self.hand_over(loser, winner, now, counted=True)
-        if loser.admit_s >= 0.0 and self.zones[loser.zone].cancel(loser, now):
-            self.reschedule(loser.zone)
-        else:  # still on its way to the zone: dropped on delivery
-            loser.cancelled = True
-            loser.status = CANCELLED
-
-    def hand_over(self, gone: Request, survivor: Request, now: float, counted: bool = False) -> None:
-        """One copy of a hedged request goes, the other lives on: the survivor inherits the zones
-        tried (never twice on one zone) and the retries (one request in the budget)."""
-        if not counted and gone.attempts == 1:
-            self.dispatch.hedge_ended(gone, gone.zone, "failed", now)
-        lost = self.tries.pop(gone, None)
-        kept = self.tries.get(survivor)
-        if kept is None:
-            kept = self.tries[survivor] = Attempts(survivor.zone)
-        for z in lost.zones if lost is not None else (gone.zone,):
-            if z not in kept.zones:
-                kept.zones.append(z)
-        if lost is not None:
-            kept.retries += lost.retries
-            if lost.retrying:
-                if kept.retrying:
-                    self.dispatch.budget.retrying -= 1
-                kept.retrying = True
 
     # --- reports and faults ------------------------------------------------------------------------
 
