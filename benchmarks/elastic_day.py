@@ -46,13 +46,15 @@ N1_PLAN = {
 }
 
 
-def run(autoscaler: str, duration_s: float | None, sets: list[str]) -> dict:
-    overrides: dict = {f"zones.{z}.replicas": n for z, n in N1_PLAN.items()}
-    overrides["autoscaling.max_replicas"] = 24  # the plan's fleet spills across zones; a zone may need more alone
+def run(autoscaler: str, duration_s: float | None, sets: list[str], scenario_name: str = "follow-the-sun") -> dict:
+    overrides: dict = {}
+    if scenario_name == "follow-the-sun":  # the day starts from the N-1 plan's fleet
+        overrides = {f"zones.{z}.replicas": n for z, n in N1_PLAN.items()}
+        overrides["autoscaling.max_replicas"] = 24  # the plan's fleet spills across zones; a zone may need more alone
     for item in sets:
         key, _, value = item.partition("=")
         overrides[key] = yaml.safe_load(value)
-    scenario = load_scenario("follow-the-sun", overrides)
+    scenario = load_scenario(scenario_name, overrides)
     t0, cpu0 = time.time(), time.process_time()
     report = Simulation(scenario, duration_s=duration_s, autoscaler=autoscaler).run().to_dict()
     grid = report["grid"]
@@ -62,7 +64,11 @@ def run(autoscaler: str, duration_s: float | None, sets: list[str]) -> dict:
         reasons[event["reason"]] = reasons.get(event["reason"], 0) + 1
     return {
         "autoscaler": autoscaler,
+        "scenario": scenario_name,
         "sets": sets,
+        "failed": grid["failed"],
+        "rejected": grid["rejected"],
+        "retries": grid["retries"],
         "duration_s": report["meta"]["duration_s"],
         "completed": grid["completed"],
         "slo_attainment": grid["slo_attainment"],
@@ -72,6 +78,10 @@ def run(autoscaler: str, duration_s: float | None, sets: list[str]) -> dict:
         "replica_hours": grid["replica_hours"],
         "spot_replica_hours": grid["spot_replica_hours"],
         "scaling_events": reasons,
+        "worst_populations": {  # by SLO attainment: where a fleet too small or too late shows first
+            p["name"]: {"slo_attainment": p["slo_attainment"], "ttft_p99_s": p["ttft_s"]["p99"]}
+            for p in sorted(report["populations"], key=lambda p: p["slo_attainment"])[:3]
+        },
         "cpu_s": time.process_time() - cpu0,
         "wall_s": time.time() - t0,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -82,18 +92,22 @@ def run(autoscaler: str, duration_s: float | None, sets: list[str]) -> dict:
 def compare(paths: list[str]) -> None:
     rows = [json.loads(Path(p).read_text()) for p in paths]
     base = rows[0]
-    print(f"{'run':<44}{'cost $':>10}{'vs first':>10}{'replica-h':>11}{'SLO att.':>10}{'p99 TTFT':>10}")
+    print(f"{'run':<44}{'cost $':>10}{'vs first':>10}{'replica-h':>11}{'SLO att.':>10}{'p99 TTFT':>10}{'failed':>8}")
     for r in rows:
         name = r["autoscaler"] + (" " + " ".join(r["sets"]) if r["sets"] else "")
         print(
             f"{name[:43]:<44}{r['cost_usd']:>10.0f}{r['cost_usd'] / base['cost_usd'] - 1:>+10.1%}"
             f"{r['replica_hours'] + r['spot_replica_hours']:>11.1f}{r['slo_attainment']:>10.4f}{r['ttft_p99_s']:>9.3f}s"
+            f"{r.get('failed', 0):>8}"
         )
+        worst = ", ".join(f"{k} {v['slo_attainment']:.3f}/{v['ttft_p99_s']:.2f}s" for k, v in r["worst_populations"].items())
+        print(f"    worst populations (attainment/p99 TTFT): {worst}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--autoscaler", default="static")
+    parser.add_argument("--scenario", default="follow-the-sun", help="another preset starts from its own fleet")
     parser.add_argument("--duration", type=parse_duration_s, help="default: the scenario's 24 h")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--out", help="write the summary as JSON here")
@@ -102,7 +116,7 @@ def main() -> None:
     if args.compare:
         compare(args.compare)
         return
-    summary = run(args.autoscaler, args.duration, args.set)
+    summary = run(args.autoscaler, args.duration, args.set, args.scenario)
     text = json.dumps(summary, indent=2)
     if args.out:
         Path(args.out).write_text(text)

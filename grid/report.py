@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from grid.economics import ZoneEconomics, carbon_g
+from grid.economics import ZoneEconomics, carbon_g, cost_usd_per_hour
 from grid.scaling.billing import fleet_cost_usd, replica_hours
 from grid.scenario import Scenario
 from grid.stats import GroupSummary, RunStats
@@ -125,7 +125,12 @@ def build_report(
             (fleet["replica_hours"] + fleet["spot_replica_hours"]) * 3600.0 if scaled else spec.replicas * duration_s
         )
         utilization = figures.work_s / replica_s if replica_s else math.nan
-        cost_usd_per_h = economics.cost_usd_per_hour if not scaled else fleet["cost_usd"] / duration_h
+        cost_usd_per_h = economics.cost_usd_per_hour  # at the list price, like a static fleet's
+        if scaled:
+            spot_factor = 1.0 - scenario.autoscaling.spot.discount
+            paid_h = fleet["replica_hours"] + fleet["spot_replica_hours"] * spot_factor
+            gpus = paid_h / duration_h * spec.gpus_per_replica  # the mean GPUs paid for
+            cost_usd_per_h = cost_usd_per_hour(gpus, economics.price_usd_per_gpu_hour)
         busy = utilization if not math.isnan(utilization) else 0.0
         zone_carbon_g = carbon_g(economics.energy_kwh(busy, duration_s), economics.carbon_g_per_kwh)
         total_cost_usd_per_h += cost_usd_per_h

@@ -37,6 +37,11 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     bench.add_argument(
         "--policies", default="all", help="comma-separated names or package.module:Class, or `all` (the registry)"
     )
+    bench.add_argument(
+        "--autoscalers",
+        help="compare fleet policies too: comma-separated static, target_utilization, qps, predictive or "
+        "package.module:Class (each run is labelled POLICY+AUTOSCALER)",
+    )
     bench.add_argument("--seeds", type=seed_count_arg, default=5, help="seeds 0..N-1 (default 5)")
     bench.add_argument("--load", type=_csv_floats, default=[1.0], help="multiples of the nominal rate, e.g. 0.5,1")
     bench.add_argument("--duration", type=duration_arg, help="simulated time per run (default: the scenario's)")
@@ -58,6 +63,20 @@ def _policy_list(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _autoscaler_list(text: str | None) -> list[str | None]:
+    """The autoscalers to compare ([None]: each run uses its scenario's)."""
+    if text is None:
+        return [None]
+    from grid.scaling.registry import autoscaler_class
+
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    if not names:
+        raise GridInputError("--autoscalers: no autoscaler given; known: static, target_utilization, qps, predictive")
+    for name in names:
+        autoscaler_class(name)  # unknown names list the valid ones
+    return list(dict.fromkeys(names))
+
+
 def bench_main(args: argparse.Namespace) -> int:
     from grid.bench.lp_bound import ZONE_MODELS, lp_bound
     from grid.bench.plots import plot_all
@@ -68,6 +87,7 @@ def bench_main(args: argparse.Namespace) -> int:
     overrides = tuple(args.overrides)
     scenario = load_scenario(args.scenario, dict(overrides))  # bad scenarios fail here, before Ray starts
     policies = _policy_list(args.policies)
+    autoscalers = _autoscaler_list(args.autoscalers)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -75,10 +95,11 @@ def bench_main(args: argparse.Namespace) -> int:
         raise GridInputError(f"--out {out}: cannot create the directory: {exc.strerror}") from None
     duration_s = args.duration if args.duration is not None else scenario.duration_s
     specs = [
-        RunSpec(args.scenario, overrides, policy, seed, load, duration_s)
+        RunSpec(args.scenario, overrides, policy, seed, load, duration_s, autoscaler)
         for load in args.load
         for seed in range(args.seeds)
         for policy in policies
+        for autoscaler in autoscalers
     ]
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     runs = run_all(specs, ray_address=args.ray_address, progress=progress)
@@ -96,6 +117,7 @@ def bench_main(args: argparse.Namespace) -> int:
         "scenario_arg": args.scenario,
         "overrides": [list(o) for o in overrides],
         "policies": policies,
+        "autoscalers": [a for a in autoscalers if a is not None],
         "seeds": args.seeds,
         "loads": args.load,
         "duration_s": duration_s,

@@ -32,6 +32,7 @@ def plot_all(runs: list[dict[str, Any]], summary: dict, out: Path, title: str) -
         _ttft_cdf(runs, out / "ttft_cdf.png", title),
         _p99_vs_load(summary, out / "p99_vs_load.png", title),
         _utilization(runs, out / "zone_utilization.png", title),
+        _cost_vs_slo(summary, out / "cost_vs_slo.png", title),
     ]
 
 
@@ -61,6 +62,26 @@ def _ttft_cdf(runs, path: Path, title: str) -> Path:
     ax.set_title(f"{title}: TTFT CDF (load × {first_load:g}, all seeds)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _cost_vs_slo(summary: dict, path: Path, title: str) -> Path:
+    """Each policy (and autoscaler) at each load: what its fleet cost against its SLO attainment."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for load in sorted(summary, key=float):
+        for policy, m in summary[load].items():
+            x, y = m["fleet_usd"]["mean"], m["slo_attainment_pct"]["mean"]
+            if not (math.isnan(x) or math.isnan(y)):
+                ax.scatter([x], [y], s=40)
+                ax.annotate(f"{policy} ×{load}", (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("fleet cost over the run ($, time-of-use tariff)")
+    ax.set_ylabel("SLO attainment (%)")
+    ax.set_title(f"{title}: cost versus SLO attainment")
+    ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

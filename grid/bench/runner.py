@@ -38,6 +38,12 @@ class RunSpec:
     seed: int
     load: float  # multiple of the scenario's nominal rate (Simulation's rate_scale)
     duration_s: float | None
+    autoscaler: str | None = None  # None: the scenario's (`--autoscalers` compares several)
+
+    @property
+    def label(self) -> str:
+        """What the run is compared as: its routing policy, and its autoscaler when one was chosen."""
+        return self.policy if self.autoscaler is None else f"{self.policy}+{self.autoscaler}"
 
 
 class UtilizationSampler(Sink):
@@ -95,17 +101,24 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     from grid.sim.simulator import Simulation
 
     scenario = load_scenario(spec.scenario, dict(spec.overrides))
-    sim = Simulation(scenario, policy=spec.policy, seed=spec.seed, duration_s=spec.duration_s, rate_scale=spec.load)
+    sim = Simulation(
+        scenario,
+        policy=spec.policy,
+        seed=spec.seed,
+        duration_s=spec.duration_s,
+        rate_scale=spec.load,
+        autoscaler=spec.autoscaler,
+    )
     sampler = UtilizationSampler(sim.view, UTILIZATION_SAMPLE_S)
     bound = cache_bound_sink(scenario)
     sim.sinks += [sampler, bound]
     report = sim.run().to_dict()
-    report["meta"]["policy"] = spec.policy
+    report["meta"]["policy"] = spec.label
     idx, counts = ttft_histogram(sim.stats)
     total = sum(counts)
     mean_ttft = float(np.dot(bucket_mid_s(idx), counts) / total) if total else math.nan
     return {
-        "policy": spec.policy,
+        "policy": spec.label,
         "seed": spec.seed,
         "load": spec.load,
         "report": report,

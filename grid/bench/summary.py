@@ -21,6 +21,7 @@ METRICS: list[tuple[str, str]] = [
     ("cross_region_pct", "cross-region %"),
     ("usd_per_1m_tokens", "$/1M tok (fleet)"),
     ("usage_usd_per_1m_tokens", "$/1M tok (used, tariff)"),
+    ("fleet_usd", "fleet $ (tariff)"),
     ("carbon_g_per_1m_tokens", "gCO2/1M tok"),
 ]
 
@@ -43,6 +44,7 @@ def run_metrics(run: dict[str, Any]) -> dict[str, float]:
         "usd_per_1m_tokens": _num(g["usd_per_1m_output_tokens"]),
         "usage_usd_per_1m_tokens": _num(run["usage_usd_per_1m_output_tokens"]),
         "carbon_g_per_1m_tokens": _num(g["carbon_g_per_1m_output_tokens"]),
+        "fleet_usd": _num(g.get("cost_usd")),  # replicas paid for over the run, at the tariff (autoscaled or not)
         "utilization_pct": _num(g["utilization"]) * 100,
         "offered_load_pct": _num(g["offered_load"]) * 100,
         **cache_metrics(run.get("cache")),
