@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+
 from grid.cli_args import add_overrides_arg, duration_arg, float_arg, seed_count_arg
 from grid.errors import GridInputError
 
@@ -90,6 +92,12 @@ def add_plan_parser(subparsers) -> argparse.ArgumentParser:
     )
     plan.add_argument("--out", help="directory for plan.json and the simulation cache (a rerun reuses it)")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--autoscaling-bounds",
+        choices=("floor", "ceiling"),
+        help="also write OUT/autoscaling.yaml: a scenario starting at the plan, the plan as the autoscaler's "
+        "floor or ceiling (run it with grid sim --scenario OUT/autoscaling.yaml --autoscaler NAME)",
+    )
     plan.set_defaults(run=plan_main)
     return plan
 
@@ -102,6 +110,8 @@ def plan_main(args: argparse.Namespace) -> int:
     from grid.scenario import load_scenario
 
     slo = parse_slo(args.slo)
+    if args.autoscaling_bounds and not args.out:
+        raise GridInputError("--autoscaling-bounds writes OUT/autoscaling.yaml: give --out")
     scenario = load_scenario(args.scenario, dict(args.overrides))  # bad input fails before Ray starts
     out = Path(args.out) if args.out else None
     if out is not None:
@@ -128,5 +138,11 @@ def plan_main(args: argparse.Namespace) -> int:
     data = json.dumps(plan.to_dict(), indent=1, default=float)
     if out is not None:
         (out / "plan.json").write_text(data)
+    if out is not None and args.autoscaling_bounds:
+        from grid.capacity.handover import autoscaling_overlay
+
+        overlay = autoscaling_overlay(dict(plan.replicas), args.scenario, args.autoscaling_bounds)
+        (out / "autoscaling.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
+        print(f"wrote {out / 'autoscaling.yaml'}", file=sys.stderr)
     print(data if args.json else format_plan(plan, scenario))
     return 0
