@@ -100,7 +100,9 @@ def compare(paths: list[str]) -> None:
             f"{r['replica_hours'] + r['spot_replica_hours']:>11.1f}{r['slo_attainment']:>10.4f}{r['ttft_p99_s']:>9.3f}s"
             f"{r.get('failed', 0):>8}"
         )
-        worst = ", ".join(f"{k} {v['slo_attainment']:.3f}/{v['ttft_p99_s']:.2f}s" for k, v in r["worst_populations"].items())
+        worst = ", ".join(
+            f"{k} {v['slo_attainment']:.3f}/{v['ttft_p99_s']:.2f}s" for k, v in r["worst_populations"].items()
+        )
         print(f"    worst populations (attainment/p99 TTFT): {worst}")
 
 

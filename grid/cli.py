@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     from grid.fault_cli import add_fault_parser
 
     add_fault_parser(commands)
+    from grid.scale_cli import add_scale_parser
+
+    add_scale_parser(commands)
     from grid.loadtest import add_loadtest_parser
 
     add_loadtest_parser(commands)

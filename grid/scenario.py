@@ -76,12 +76,8 @@ class Population(_Strict):
 class Network(_Strict):
     intra_region_rtt_ms: float = Field(default=1.0, ge=0)
     jitter_ratio: float = Field(default=0.05, ge=0, le=10)
-    # The least one-way client↔zone delay, in both clocks (grid.dispatch.settings.client_zone_rtt_s):
-    # the live gateway's own path (HTTP intake and routing on the way in, a Ray hop from the zone actor
-    # on the way out) takes about this long, and a shorter half RTT cannot hide it. 0: not modelled
-    # (the live intake then counts on top of the network). `benchmarks/ecosystem_tools.py` sets 1.5 ms,
-    # measured on 2 cores (benchmarks/RESULTS.md); 0 by default so calibrated figures stay put.
-    gateway_hop_ms: float = Field(default=0.0, ge=0, le=1000)
+    # The least one-way client↔zone delay in both clocks: the live gateway's own path (docs/benchmark-tools.md)
+    gateway_hop_ms: float = Field(default=0.0, ge=0, le=1000)  # 0: not modelled (grid.dispatch.settings)
     population_rtt_ms: dict[str, dict[str, Annotated[float, Field(ge=0)]]]
     region_rtt_ms: dict[str, dict[str, Annotated[float, Field(ge=0)]]]
 

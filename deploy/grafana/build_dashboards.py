@@ -302,6 +302,44 @@ def dashboard(uid: str, title: str, panels: list[Json], templating: list[Json] |
 # --- the dashboards ------------------------------------------------------------------------------
 
 
+def fleet_panels() -> list[Json]:
+    """Elastic zones (grid.scaling): replicas by state against the demand they follow, per region; the
+    autoscaler's events; what the fleet costs per hour at the time-of-use tariff."""
+    replicas = timeseries(
+        "Replicas by state against request rate, per region",
+        [
+            ("sum by (region, state) (grid_zone_replicas)", "{{region}} {{state}}"),
+            (rate("vllm:request_success_total", "region"), "{{region}} req/s"),
+        ],
+        description="Serving, warming (cold start) and draining replicas per region (left axis) and the "
+        "requests each region completes per second (right axis): scale-ups lag demand by the cold start.",
+    )
+    replicas["fieldConfig"]["overrides"] = [
+        {
+            "matcher": {"id": "byRegexp", "options": ".* req/s"},
+            "properties": [
+                {"id": "custom.axisPlacement", "value": "right"},
+                {"id": "unit", "value": "reqps"},
+                {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+            ],
+        }
+    ]
+    return [
+        replicas,
+        timeseries(
+            "Scaling events by zone and reason",
+            [(f"sum by (zone, reason) (increase(grid_scaling_events_total[{RI}]))", "{{zone}} {{reason}}")],
+            w=6,
+        ),
+        timeseries(
+            "Fleet cost by zone (USD/h, time-of-use tariff)",
+            [("sum by (zone) (grid_zone_cost_usd_per_hour)", "{{zone}}")],
+            "currencyUSD",
+            w=6,
+        ),
+    ]
+
+
 def grid_overview() -> Json:
     requests = "grid_requests_total"
     ended = f'{requests}{{status!="rejected"}}'
@@ -385,6 +423,7 @@ def grid_overview() -> Json:
             "reqps",
         ),
         up_timeline("Zone up / down", "max by (zone) (grid_zone_up)"),
+        *fleet_panels(),
         timeseries(
             "Error ratio by zone",
             [(ratio(rate(requests, "zone", '{status="error"}'), rate(ended, "zone")), "{{zone}}")],

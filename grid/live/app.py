@@ -33,6 +33,7 @@ from starlette.requests import ClientDisconnect
 from grid.live import openai_api as api
 from grid.live import tokenizer
 from grid.live.admin import add_admin_routes
+from grid.live.autoscaling import add_scaling_routes
 from grid.live.cluster import ZoneHandles
 from grid.live.dashboard import DashboardStats, world_json, zones_json
 from grid.live.gateway import GatewaySettings, GridGateway, received_at
@@ -270,6 +271,7 @@ def create_app(
 
     if settings.admin_token:  # no token: the admin endpoints do not exist (404)
         add_admin_routes(app, gateway.faults, settings.admin_token)
+        add_scaling_routes(app, gateway.fleet, settings.admin_token)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

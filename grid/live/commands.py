@@ -50,6 +50,11 @@ def up_settings(args, scenario, admin_token: str | None, api_keys: str | None) -
         check_key_populations(keys, scenario.populations)
     except ValueError as exc:
         raise GridInputError(f"GRID_API_KEYS: {exc}") from None
+    autoscaler = _arg(args, "autoscaler")
+    if autoscaler is not None:  # refused before Ray starts (exit 2), not halfway through start-up
+        from grid.scaling.registry import autoscaler_class
+
+        autoscaler_class(autoscaler)
     return GatewaySettings(
         default_population=_arg(args, "default_population"),
         admin_token=admin_token,  # unset: no admin endpoints
@@ -58,6 +63,7 @@ def up_settings(args, scenario, admin_token: str | None, api_keys: str | None) -
         keep_alive_s=float(_arg(args, "keep_alive_s", GatewaySettings.keep_alive_s)),
         list_model_aliases=bool(_arg(args, "list_model_aliases", False)),
         stream_chunk_tokens=int(_arg(args, "stream_chunk_tokens", GatewaySettings.stream_chunk_tokens)),
+        autoscaler=autoscaler,  # None: the scenario's autoscaling.policy
     )
 
 
@@ -82,7 +88,7 @@ def up(args) -> int:
             "then stops\n"
             f"  admin API {'on (GRID_ADMIN_TOKEN)' if settings.admin_token else 'off (set GRID_ADMIN_TOKEN)'} · "
             f"API keys {len(settings.api_keys) or 'off (set GRID_API_KEYS)'} · "
-            f"keep-alive {settings.keep_alive_s:g} s",
+            f"keep-alive {settings.keep_alive_s:g} s · autoscaler {gateway.fleet.controller.policy.name}",
             file=sys.stderr,
             flush=True,
         )

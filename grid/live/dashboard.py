@@ -37,7 +37,10 @@ def zones_json(gateway: GridGateway) -> dict:
                 "up": zv.up,
                 "reachable": report != {},
                 "health": gateway.health[i].to_dict(now),
-                "replicas": zv.replicas,
+                "replicas": zv.replicas,  # serving; warming and draining ones do not take work
+                "warming": zv.warming,
+                "draining": zv.draining,
+                "target": gateway.fleet.controller.targets[i],  # the autoscaler's (or a manual) target
                 "capacity_rps": zv.capacity_rps,
                 "outstanding": zv.outstanding,
                 "waiting": zv.waiting,
@@ -59,6 +62,7 @@ def zones_json(gateway: GridGateway) -> dict:
         "retrying": gateway.dispatch.budget.retrying,
         "placed_by_region": gateway.zones.placed_by_region,
         "counts": dict(gateway.counts),
+        "autoscaling": gateway.fleet.to_dict(),
         **({"hedges": dict(gateway.hedging.counts)} if gateway.hedging is not None else {}),
         "zones": zones,
     }

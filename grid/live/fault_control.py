@@ -13,6 +13,9 @@ One `FaultController` per gateway applies a fault now and ends it after `duratio
 - `zone_slow`: the actor's `set_slow_factor(factor)`, back to 1 at the end.
 - `link_delay`, `partition`: the gateway's `NetworkState` (added RTT / unreachable path between a
   population and a region), undone at the end.
+- `spot_preempt`: instant, like the simulator's: the zone actor's `preempt_spot(replicas, notice)`
+  (`grid.live.autoscaling.LiveFleet.preempt`); what the replicas still hold when the notice ends fails
+  and is retried elsewhere if it had no first token. The record says how many were `taken`.
 
 A second fault of the same kind on the same target replaces the first (a `zone_down` on a zone that
 is already down just moves the end). Records stay in `history` (bounded) with, for a `zone_down`,
@@ -54,6 +57,7 @@ class FaultRequest(BaseModel):
     factor: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
     add_ms: float | None = Field(default=None, ge=0, le=600_000, allow_inf_nan=False)
     duration_s: float | None = Field(default=None, gt=0, le=7 * 86400, allow_inf_nan=False)
+    replicas: int | None = Field(default=None, ge=1, le=10_000, strict=True)
 
 
 class RecoverRequest(BaseModel):
@@ -76,6 +80,8 @@ class FaultRecord:
     factor: float | None = None
     add_ms: float | None = None
     duration_s: float | None = None
+    replicas: int | None = None
+    taken: int | None = None  # spot_preempt: replicas the market took
     ended_at_s: float | None = None
     killed_at_s: float | None = None
     restarted_at_s: float | None = None
@@ -180,6 +186,7 @@ class FaultController:
                 factor=fault.factor,
                 add_ms=fault.add_ms,
                 duration_s=fault.duration_s,
+                replicas=getattr(fault, "replicas", None),
             )
             self.apply(spec, source="scenario")
 
@@ -212,6 +219,10 @@ class FaultController:
                 await _call(actor.set_slow_factor, record.factor)
                 await self._wait_end(record)
                 await _call(actor.set_slow_factor, 1.0)
+            elif record.kind == "spot_preempt":  # instant: the fleet replaces what it took, if it scales
+                zi = gateway.world.zone_ids.index(record.zone)
+                record.taken = await gateway.fleet.preempt(zi, record.replicas)
+                record.ends_at_s = gateway.now()
             else:
                 kind = LINK_DELAY if record.kind == "link_delay" else PARTITION
                 world = gateway.world
@@ -262,6 +273,7 @@ class FaultController:
                 break
             except Exception:
                 await asyncio.sleep(0.25)
+        await gateway.fleet.restored(zi)  # the fleet it had (a restarted actor has the scenario's)
         log.warning("fault %d: zone %s: restored", record.id, record.zone)
 
     # --- reporting -----------------------------------------------------------------------------
@@ -277,7 +289,7 @@ class FaultController:
             "ended_at_s": round(record.ended_at_s, 4) if record.ended_at_s is not None else None,
             "duration_s": record.duration_s,
         }
-        for name in ("zone", "population", "region", "factor", "add_ms"):
+        for name in ("zone", "population", "region", "factor", "add_ms", "replicas", "taken"):
             value = getattr(record, name)
             if value is not None:
                 out[name] = value

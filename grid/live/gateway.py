@@ -86,6 +86,7 @@ class GatewaySettings:
     report_timeout_s: float = 2.0  # zone_figures(): a zone that does not report within this is unreachable
     retry_after_s: float = 1.0
     apply_faults: bool = True  # play the scenario's fault schedule in wall time from app start
+    autoscaler: str | None = None  # NAME or module:Class (grid.scaling); None: the scenario's autoscaling.policy
     # resilience
     health: HealthSettings = HealthSettings()
     attempt_timeout_s: float = 2.5  # a zone that does not answer a submit within this: retry elsewhere
@@ -245,10 +246,10 @@ class GridGateway(GatewayState):
             now = self.now()
             if now >= live.deadline_s or live.stopped_by:
                 raise self.stop_error(live)
-            # When the attempt leaves, on the model's clock: the first when its handler began (routing
-            # is not the network's time; the wait before the handler is the gateway's and counts), a
-            # retry when it is decided.
-            sent_s = live.handled_s if not attempts.zones else now
+            # When the attempt leaves, on the model's clock: a retry when it is decided; the first when
+            # it arrived if the scenario models the gateway's hop (its intake is part of that leg:
+            # `network.gateway_hop_ms`), else when its handler began (the wait before it counts).
+            sent_s = now if attempts.zones else request.arrival_s if self._hop_s > 0 else live.handled_s
             if not attempts.zones:
                 zi = self.dispatch.route(request, now)
                 if zi >= 0:
@@ -290,10 +291,13 @@ class GridGateway(GatewayState):
         headers["x-grid-rtt-ms"] = f"{rtt * 1000:.1f}"
         self.dispatch.routed(request, zi, rtt, self.now())
         self.monitor.sent_total[zi] += 1
-        if half > 0:
-            await asyncio.sleep(half)  # on its way: cancelled here (a race ended, the client left), it still was sent
+        at_s = sent_s + half  # reaches the zone (a late Ray call is back-dated by the zone actor) …
+        if (delay := at_s - self.now()) > 0:
+            await asyncio.sleep(delay)  # on its way: cancelled here (a race ended, the client left), it still was sent
+        else:
+            at_s -= delay  # … unless the gateway's own path overran the leg: late by as much
         leg.queue = asyncio.Queue()
-        at_s = sent_s + half + self.monitor.clock_offset_s[zi]  # reaches the zone, on the zone's clock
+        at_s += self.monitor.clock_offset_s[zi]  # on the zone's clock
         future = self.links[zi].submit(
             (request.id, population, request.prompt_tokens, request.output_tokens, notify, at_s, request.prefix_hashes)
         )

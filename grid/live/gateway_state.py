@@ -23,9 +23,10 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from grid.dispatch.core import Dispatch
 from grid.dispatch.recording import StatsSink
-from grid.dispatch.settings import DispatchSettings, build_view
+from grid.dispatch.settings import DispatchSettings, build_view, client_zone_rtt_s
 from grid.dispatch.sinks import Sinks
 from grid.faults import NetworkState
+from grid.live.autoscaling import LiveFleet
 from grid.live.cluster import ZoneHandles
 from grid.live.fault_control import FaultController
 from grid.live.health import ZoneHealth
@@ -129,6 +130,7 @@ class GatewayState:
         self.last_id = 0  # request ids are 1, 2, …: also how many requests arrived (the hedge budget's base)
         self._jitter = random.Random(self.seed * 1_000_003 + 1)
         self._jitter_ratio = scenario.network.jitter_ratio
+        self._hop_s = self.dispatch_settings.gateway_hop_s  # the least client↔zone leg (client_zone_rtt_s)
         self._id_rng = random.Random(self.seed)
         self._clock = clock
         self._t0 = clock()
@@ -141,6 +143,7 @@ class GatewayState:
         self.intake_histogram: Histogram | None = None  # set by `register_intake`
         self.api_keys = ApiKeys(settings.api_keys, settings.api_key_rps, settings.api_key_burst)
         self.faults = FaultController(self)
+        self.fleet = LiveFleet(self, settings.autoscaler)  # the autoscaler (grid.live.autoscaling)
         # what the drills read (bounded): (t, from, to), (t, zone); the health log is the monitor's
         self.failover_log: deque[tuple[float, int, int]] = deque(maxlen=65536)
         self.midstream_log: deque[tuple[float, int]] = deque(maxlen=65536)
@@ -194,9 +197,12 @@ class GatewayState:
     async def start(self) -> None:
         loop = self.loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.loop_lag.run())]
+        await self.fleet.start()  # the initial fleet in its spot mix, before the first reports
         await self.monitor.refresh_reports()
         self._tasks += self.monitor.tasks(loop)
         self._tasks.append(loop.create_task(self._tick_loop()))
+        if self.fleet.enabled:
+            self._tasks.append(loop.create_task(self.fleet.run()))
         if self.settings.apply_faults and self.scenario.faults:
             self._tasks.append(loop.create_task(self.faults.run_schedule(self.scenario.faults)))
 
@@ -260,7 +266,7 @@ class GatewayState:
     def apply_network(self, action) -> None:
         """A network fault starts or ends (grid.live.fault_control)."""
         self.network.apply(action)
-        self.view.rtt_s = self.network.rtt_s()
+        self.view.rtt_s = client_zone_rtt_s(self.network.rtt_s(), self._hop_s)
         self.view.refresh_candidates()
 
     def zone_down_figures(self, record) -> dict:

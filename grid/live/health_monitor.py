@@ -26,11 +26,11 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-from grid.dispatch.reports import apply_load_report
+from grid.dispatch.reports import apply_load_report, apply_replicas
 from grid.dispatch.settings import report_tick_s
 from grid.live.health import HealthSettings, ZoneHealth
 from grid.live.loop_lag import LoopLag
-from grid.live.zone_actor import REPORT_ID
+from grid.live.zone_actor import PREEMPTED, REPORT_ID, UPDATE_FAILED
 from grid.live.zone_link import ZoneLink, report_within
 from grid.routing.view import GridView
 from grid.telemetry.metrics import GridMetrics
@@ -77,6 +77,10 @@ class HealthMonitor:
         n = len(links)
         self.sent_total = [0] * n  # requests sent to each zone (the dispatch side counts them)
         self.reports: list[dict | None] = [None] * n
+        self.spot_paid = [0] * n  # spot replicas each zone pays for, as last reported (the cost metric)
+        # Requests a spot preemption failed, per zone, not yet reported as failed attempts: the market
+        # took replicas, the zone is healthy, so they do not count towards outlier ejection.
+        self.preempted = [0] * n
         self.clock_offset_s = [0.0] * n  # actor clock − gateway clock, per zone
         self._offset_bound = [math.inf] * n
         self._offset_at = [0.0] * n
@@ -147,9 +151,23 @@ class HealthMonitor:
             self.view.zones[zi], report["outstanding"], report["waiting"], report["kv_usage"],
             report["utilization"], report["ttft_ewma_s"], report_s, report.get("cached_units"),
         )  # fmt: skip
+        if "replicas" in report:
+            self.apply_fleet(zi, report["replicas"], report["paid"][1])
+
+    def apply_fleet(self, zi: int, counts: tuple[int, int, int], spot: int | None = None) -> None:
+        """A zone's replicas (serving, warming, draining) from its report into the view, by the
+        dispatch core's rule (`apply_replicas`, as the simulator's reports do), and the metrics
+        (`spot`: how many it pays for as spot; a fresh report does not say: the last one stands)."""
+        if apply_replicas(self.view.zones[zi], *counts):
+            self.view.refresh_candidates()
+        if spot is not None:
+            self.spot_paid[zi] = spot
+        if self.metrics is not None:
+            self.metrics.observe_zone_fleet(zi, *counts, self.now(), self.spot_paid[zi])
 
     def on_updates(self, zi: int, updates: list) -> None:
         """Updates from zone `zi`: fresh load reports into the view, the rest to their requests."""
+        self.preempted[zi] += sum(1 for u in updates if u[1] == UPDATE_FAILED and u[5] == PREEMPTED)
         if any(update[0] == REPORT_ID for update in updates):
             kept = []
             for update in updates:
@@ -160,6 +178,8 @@ class HealthMonitor:
                 report_s = update[3] - self.clock_offset_s[zi]
                 zv = self.view.zones[zi]
                 apply_load_report(zv, outstanding, waiting, kv_usage, utilization, ttft_ewma_s, report_s)
+                if update[5] is not None:  # the zone's replicas by state
+                    self.apply_fleet(zi, update[5])
             updates = kept
         if updates:
             self.deliver(zi, updates)
@@ -191,7 +211,10 @@ class HealthMonitor:
                 self.metrics.set_zone_up(zi, eligible)
 
     def request_failed(self, zi: int, reason: str) -> None:
-        """A request failed on zone `zi` (passive outlier ejection)."""
+        """A request failed on zone `zi` (passive outlier ejection; not for what a preemption failed)."""
+        if reason == "error" and self.preempted[zi] > 0:
+            self.preempted[zi] -= 1
+            return
         if self.health[zi].request_failed(self.now(), reason):
             log.warning("zone %d: ejected after request failures (%s)", zi, reason)
             self.update_eligibility(zi, f"outlier: {reason}")

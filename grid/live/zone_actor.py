@@ -80,8 +80,9 @@ from grid.serving.zone import FAILED, FINISHED, FIRST_TOKEN, Zone
 log = logging.getLogger(__name__)
 
 UPDATE_FIRST, UPDATE_TOKENS, UPDATE_DONE, UPDATE_FAILED = 0, 1, 2, 3
-UPDATE_REPORT = 4  # fresh reports: (REPORT_ID, UPDATE_REPORT, load_fields(now), now, 0.0, None)
+UPDATE_REPORT = 4  # fresh reports: (REPORT_ID, UPDATE_REPORT, load_fields(now), now, 0.0, zone.counts())
 REPORT_ID = -1  # the id slot of a report update (request ids are positive)
+PREEMPTED = "preempted"  # a FAILED update's extra when a spot preemption cut it off (the zone is fine)
 ADMITTED, BUSY, DOWN = 0, 1, 2  # submit answers: taken; refused (queue full, too large); zone down
 NOTIFY_NONE, NOTIFY_STREAM, NOTIFY_FIRST = 0, 1, 2  # which updates a request gets (True/False still work)
 MAX_CONCURRENCY = 256  # submit, poll, report, cancel run concurrently on the actor's event loop
@@ -280,6 +281,8 @@ class ZoneActor:
             "work_s": zone.work_s,
             "area_queued": zone.area_queued,
             "area_in_system": zone.area_in_system,
+            "replicas": zone.counts(),  # (serving, warming, draining): the router's view follows them
+            "paid": zone.billing[-1][1:],  # replicas paid for now: (on demand, spot)
             **({"cached_units": zone.cached_units(snapshot=True)} if cached_units else {}),
         }
 
@@ -326,6 +329,34 @@ class ZoneActor:
         if self._wake is not None:
             _resolve(self._wake)
 
+    async def scale(self, on_demand: int, spot: int, cold_start_s: float) -> tuple[int, int]:
+        """Aim at `on_demand` + `spot` replicas now (`Zone.set_replicas`: new ones serve after
+        `cold_start_s`, extra ones drain); returns (started, retired)."""
+        self._ensure_started()
+        now = self._now()
+        self._advance(now)
+        result = self.zone.set_replicas(on_demand, spot, now, cold_start_s)
+        self._fleet_changed(now)
+        return result
+
+    async def preempt_spot(self, count: int, notice_s: float) -> int:
+        """The spot market takes back up to `count` replicas; what they hold when the notice ends
+        fails (FAILED updates: the gateway retries those without a first token). Returns how many."""
+        self._ensure_started()
+        now = self._now()
+        self._advance(now)
+        taken = self.zone.preempt_spot(count, now, notice_s)
+        self._fleet_changed(now)
+        return taken
+
+    def _fleet_changed(self, now: float) -> None:
+        """Replicas came or went: the loop's next wake-up moved (a warm-up, a notice's end), and the
+        router hears of it with the next fresh report."""
+        if self.fresh_reports:
+            self._push_report(now)
+        if self._wake is not None:
+            _resolve(self._wake)
+
     def _load(self, now: float) -> tuple[int, int, float, float, float]:
         """What a load report says: outstanding, waiting, KV usage, utilization, zone TTFT."""
         zone = self.zone
@@ -338,7 +369,7 @@ class ZoneActor:
         outbox = self._outbox
         if outbox and outbox[-1][0] == REPORT_ID:
             outbox.pop()
-        outbox.append((REPORT_ID, UPDATE_REPORT, self._load(now), now, 0.0, None))
+        outbox.append((REPORT_ID, UPDATE_REPORT, self._load(now), now, 0.0, self.zone.counts()))
         if self._poll_waiter is not None:
             _resolve(self._poll_waiter)
 
@@ -424,7 +455,8 @@ class ZoneActor:
                 self._streaming.pop(rid, None)
                 self._first_only.discard(rid)
                 self._announced.discard(rid)
-                outbox.append((rid, UPDATE_FAILED, 0, now, request.first_token_s, None))
+                why = PREEMPTED if self.zone.up else None  # an up zone fails requests only when preempted
+                outbox.append((rid, UPDATE_FAILED, 0, now, request.first_token_s, why))
         if outbox and self._poll_waiter is not None:
             _resolve(self._poll_waiter)
 

@@ -20,6 +20,9 @@ FINISHED_REASON_BY_STATUS = {STOP: "stop", LENGTH: "length", CANCELLED: "abort",
 RETRY_REASONS = ("busy", "down", "error", "timeout")  # why an attempt at a zone was retried elsewhere
 HEDGE_OUTCOMES = ("won", "lost", "failed")  # of a hedge copy: its first token came first; the other's; it failed
 NO_ZONE = "none"  # grid_requests_total{zone} of a request no zone could take
+REPLICA_STATES = ("serving", "warming", "draining")  # grid_zone_replicas{state}: grid/serving/fleet.py's life cycle
+# grid_scaling_events_total{reason}: grid.scaling.controller's zone events (policy_error names no zone)
+SCALING_REASONS = ("up", "down", "manual", "stockout", "preempted", "replace")
 
 # --- buckets (CONVENTIONS.md: vLLM's, exactly) --------------------------------------------------
 
@@ -262,7 +265,25 @@ class MetricFamilies:
             zl,
             registry=r,
         )
-        self.zone_replicas = Gauge("grid_zone_replicas", "Replicas provisioned in the zone.", zl, registry=r)
+        self.zone_replicas = Gauge(
+            "grid_zone_replicas",
+            "Replicas of the zone by state: serving, warming (cold start), draining (no new admissions).",
+            (*zl, "state"),
+            registry=r,
+        )
+        self.scaling_events = Counter(
+            "grid_scaling_events",
+            "Changes of a zone's fleet (up, down, manual, stockout, preempted, replace).",
+            ("zone", "reason"),
+            registry=r,
+        )
+        self.zone_cost_per_hour = Gauge(
+            "grid_zone_cost_usd_per_hour",
+            "What the zone's replicas paid for now cost per hour: list price × the local hour's tariff, spot "
+            "discounted.",
+            zl,
+            registry=r,
+        )
         self.slo = Gauge("grid_slo_seconds", "Service-level objectives of the scenario.", ("slo",), registry=r)
         self.zone_info = Gauge(
             "grid_zone_info", "Zone location for maps (always 1).", ("zone", "region", "lat", "lon"), registry=r
@@ -306,7 +327,10 @@ class MetricFamilies:
             children["success"] = {reason: self.request_success.labels(*labels, reason) for reason in FINISHED_REASONS}
             children["retries"] = {reason: self.retries.labels(zone, reason) for reason in RETRY_REASONS}
             children["up"].set(1)
-            self.zone_replicas.labels(zone, region).set(scenario.zones[zone].replicas)
+            children["replicas"] = {state: self.zone_replicas.labels(zone, region, state) for state in REPLICA_STATES}
+            children["replicas"]["serving"].set(scenario.zones[zone].replicas)
+            children["scaling"] = {reason: self.scaling_events.labels(zone, reason) for reason in SCALING_REASONS}
+            children["cost_per_hour"] = self.zone_cost_per_hour.labels(zone, region)
             self._z[zone] = children
         for a in self.zone_ids:
             for b in self.zone_ids:

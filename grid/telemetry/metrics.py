@@ -37,7 +37,9 @@ Grid families (base units, bounded labels):
 | `grid_failovers_total` | counter | from_zone, to_zone | `observe_retry` |
 | `grid_hedges_total` | counter | model_name, population, zone (the copy's), outcome | `observe_hedge` (hedging grids) |
 | `grid_cost_usd_total`, `grid_energy_joules_total`, `grid_carbon_grams_total` | counter | zone, region | `tick` |
-| `grid_zone_replicas` | gauge | zone, region | constructor |
+| `grid_zone_replicas` | gauge | zone, region, state (serving, warming, draining) | `observe_zone_fleet` |
+| `grid_scaling_events_total` | counter | zone, reason (`SCALING_REASONS`) | `observe_scaling` |
+| `grid_zone_cost_usd_per_hour` | gauge | zone, region | `observe_zone_fleet` |
 | `grid_slo_seconds` | gauge | slo (ttft, tpot[, e2e]) | constructor |
 | `grid_zone_info` | gauge = 1 | zone, region, lat, lon | constructor |
 | `grid_population_info` | gauge = 1 | population, lat, lon | constructor |
@@ -58,13 +60,16 @@ import threading
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from grid.economics import zone_economics
+from grid.routing.tariff import local_hour, tariff_factor
 from grid.scenario import Scenario
 from grid.serving.request import LENGTH, REJECTED, STOP, Request
 from grid.telemetry.metric_families import (
     FINISHED_REASON_BY_STATUS,
     HEDGE_OUTCOMES,
     NO_ZONE,
+    REPLICA_STATES,
     RETRY_REASONS,
+    SCALING_REASONS,
     STATUSES,
     MetricFamilies,
 )
@@ -96,6 +101,19 @@ class GridMetrics(MetricFamilies):
         self._utilization = dict.fromkeys(self.zone_ids, 0.0)
         self._last_tick_s: float | None = None
         self._tick_lock = threading.Lock()
+        # Elastic zones (grid.scaling): replicas paid for now, spot ones at their discounted weight;
+        # cost accrues on them (a static fleet: the scenario's replicas, as before).
+        self._start_utc = scenario.demand.start_utc
+        self._spot_discount = scenario.autoscaling.spot.discount
+        self._tz = {z: scenario.regions[self.zone_region[z]].tz for z in self.zone_ids}
+        self._gpus_per_replica = {z: scenario.zones[z].gpus_per_replica for z in self.zone_ids}
+        self._usd_per_replica_hour = {
+            z: self._gpus_per_replica[z] * scenario.regions[self.zone_region[z]].price_usd_per_gpu_hour
+            for z in self.zone_ids
+        }
+        self._paid = {z: float(scenario.zones[z].replicas) for z in self.zone_ids}
+        for zone in self.zone_ids:
+            self._z[zone]["cost_per_hour"].set(self._cost_per_hour(zone, 0.0))
 
     # --- label checks -------------------------------------------------------------------------
 
@@ -240,6 +258,30 @@ class GridMetrics(MetricFamilies):
         if not up:
             self._utilization[zone_id] = 0.0
 
+    def observe_zone_fleet(
+        self, zone: str | int, serving: int, warming: int, draining: int, now_s: float, spot: int = 0
+    ) -> None:
+        """A zone's replicas by state, as its load report gave them (`Zone.counts()`), `spot` of them
+        bought as spot (0 when the driver does not know): `grid_zone_replicas{state}` and the cost per
+        hour of every replica paid for (warming and draining ones are paid for too) at `now_s`'s tariff."""
+        zone_id = self._zone(zone)
+        z = self._z[zone_id]
+        for state, count in zip(REPLICA_STATES, (serving, warming, draining), strict=True):
+            z["replicas"][state].set(count)
+        paid = serving + warming + draining
+        self._paid[zone_id] = paid - min(spot, paid) * self._spot_discount
+        z["cost_per_hour"].set(self._cost_per_hour(zone_id, now_s))
+
+    def _cost_per_hour(self, zone_id: str, now_s: float) -> float:
+        factor = tariff_factor(local_hour(self._start_utc, now_s, self._tz[zone_id]))
+        return self._paid[zone_id] * self._usd_per_replica_hour[zone_id] * factor
+
+    def observe_scaling(self, zone: str | int, reason: str) -> None:
+        """A change of a zone's fleet (`grid.dispatch.sinks.Sink.scaled`), with one of `SCALING_REASONS`."""
+        if reason not in SCALING_REASONS:
+            raise ValueError(f"unknown scaling reason {reason!r}; one of {', '.join(SCALING_REASONS)}")
+        self._z[self._zone(zone)]["scaling"][reason].inc()
+
     def observe_retry(self, from_zone: str | int, reason: str, to_zone: str | int | None = None) -> None:
         """An attempt at `from_zone` ended with `reason` (one of `RETRY_REASONS`: busy, down, error,
         timeout) and the request is retried; `to_zone` is where the retry goes, if it goes anywhere."""
@@ -268,7 +310,8 @@ class GridMetrics(MetricFamilies):
         seconds; the first call only sets the origin). Call it about once a second and before each
         scrape if you can. Per zone, over the interval (the rules of `grid.economics`):
 
-        - cost = provisioned GPUs × the region's price per GPU-hour (busy or idle, as in the report);
+        - cost = GPUs paid for (the replicas `observe_zone_fleet` last reported, spot discounted; the
+          scenario's until then) × the region's list price per GPU-hour (busy or idle, as in the report);
         - energy = GPUs × (idle power + (max − idle) × min(1, last reported utilization)); a down
           zone draws idle power;
         - carbon = energy × the region's grid intensity (g per kWh).
@@ -282,11 +325,12 @@ class GridMetrics(MetricFamilies):
             dt = now_s - last
             for zone, z in self._z.items():
                 economics = self._zone_economics[zone]
+                # as ZoneEconomics.cost_usd (GPUs × price per GPU-second × dt), on the GPUs paid for now
+                z["cost"].inc(self._paid[zone] * self._gpus_per_replica[zone] * economics.price_usd_per_gpu_s * dt)
                 if not economics.gpus:
                     continue
                 busy = min(1.0, max(0.0, self._utilization[zone]))
                 joules = economics.energy_j(busy, dt)
-                z["cost"].inc(economics.cost_usd(dt))
                 z["energy"].inc(joules)
                 z["carbon"].inc(economics.carbon_g(joules))
 

@@ -159,6 +159,10 @@ class OpenMetricsRecorder(Sink):
         self._seen(now_s)
         self.sink.zone_health(zone, up, now_s)
 
+    def scaled(self, zone: int, reason: str, replicas: int, now_s: float) -> None:
+        self._seen(now_s)
+        self.sink.scaled(zone, reason, replicas, now_s)
+
     def tick(self, now_s: float) -> None:
         self._seen(now_s)
         self.sink.tick(now_s)

@@ -12,7 +12,9 @@ from the events (`Outcome`, `rtt_s`, `decision_s`) and `now_s` only dates report
 | `hedged` | `observe_hedge(population, zone, outcome)` (only when the metrics were built with hedging) |
 | `ended` | `observe_request_end(...)` with the outcome's status, TTFT and E2E |
 | `zone_reported` | `observe_zone_report(...)` from the `ZoneView`, age = `now_s - view.report_s` |
+| | and `observe_zone_fleet(...)` from its replicas by state |
 | `zone_health` | `set_zone_up(zone, up)` |
+| `scaled` | `observe_scaling(zone, reason)` |
 | `tick` | `tick(now_s)` (cost, energy, carbon) |
 """
 
@@ -96,9 +98,14 @@ class MetricsSink(Sink):
             view.utilization,
             max(0.0, now_s - view.report_s),
         )
+        # the view knows no spot split: the cost per hour counts every replica at the on-demand price
+        self.metrics.observe_zone_fleet(zone, view.replicas, view.warming, view.draining, now_s)
 
     def zone_health(self, zone: int, up: bool, now_s: float) -> None:
         self.metrics.set_zone_up(zone, up)
+
+    def scaled(self, zone: int, reason: str, replicas: int, now_s: float) -> None:
+        self.metrics.observe_scaling(zone, reason)
 
     def tick(self, now_s: float) -> None:
         self.metrics.tick(now_s)

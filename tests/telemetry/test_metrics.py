@@ -168,7 +168,8 @@ def test_series_known_in_advance_are_precreated_at_zero(metrics, scenario):
     for zone in scenario.zones:
         assert value(metrics, "grid_zone_up", zone=zone) == 1
         assert value(metrics, "grid_cost_usd_total", zone=zone) == 0
-        assert value(metrics, "grid_zone_replicas", zone=zone) == scenario.zones[zone].replicas
+        assert value(metrics, "grid_zone_replicas", zone=zone, state="serving") == scenario.zones[zone].replicas
+        assert value(metrics, "grid_zone_replicas", zone=zone, state="warming") == 0
     assert value(metrics, "grid_slo_seconds", slo="ttft") == scenario.slo.ttft_s
 
 
