@@ -138,6 +138,8 @@ async def _run_live(
             "rate_scale": rate_scale,
             "report_interval_s": gateway.report_interval_s,
         }
+        if gateway.fleet.enabled or gateway.fleet.events:  # on the gateway's clock; the load began at t_go
+            meta["scaling"] = {**gateway.fleet.meta(), "load_started_s": t_go}
         report = build_report(scenario, gateway.world, stats, figures, duration_s, meta, in_flight)
         return LiveResult(report, client, startup_s, zone_reports, hedges, intake)
     finally:
