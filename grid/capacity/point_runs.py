@@ -80,6 +80,8 @@ def run_point(spec: PointSpec) -> dict[str, Any]:
         "offered_load": g["offered_load"],
         "utilization": g["utilization"],
         "cost_usd_per_hour": g["cost_usd_per_hour"],
+        "cost_usd": g["cost_usd"],  # the fleet paid for over the run at the tariff (autoscaled or not)
+        "replica_hours": g["replica_hours"] + g["spot_replica_hours"],
         "arrivals": g["arrivals"],
         "completed": g["completed"],
         "rejected": g["rejected"],

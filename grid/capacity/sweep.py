@@ -34,8 +34,8 @@ from grid.scenario import scenario_raw, set_path, validate_scenario
 
 METRIC_KEYS = (
     "slo_attainment", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s",
-    "throughput_rps", "offered_load", "utilization", "cost_usd_per_hour", "arrivals", "completed",
-    "rejected", "failed",
+    "throughput_rps", "offered_load", "utilization", "cost_usd_per_hour", "cost_usd", "replica_hours",
+    "arrivals", "completed", "rejected", "failed",
 )  # fmt: skip
 
 

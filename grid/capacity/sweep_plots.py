@@ -39,7 +39,29 @@ def plot_sweep(points, variations: list[Variation], out: Path, title: str, slo_t
     files = [_latency_vs_load(points, variations, out / "latency_vs_load.png", title, slo_ttft_s)]
     if len(variations) >= 2:
         files.append(_heatmap(points, variations, out / "heatmap.png", title))
+    files.append(_cost_vs_slo(points, variations, out / "cost_vs_slo.png", title))
     return files
+
+
+def _cost_vs_slo(points, variations: list[Variation], path: Path, title: str) -> Path:
+    """Every point's fleet cost against its SLO attainment (an autoscaler varied: which buys what)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for row in points:
+        x, y = row.get("cost_usd"), row.get("slo_attainment")
+        if x is None or y is None:
+            continue
+        ax.scatter([x], [100 * y], s=40)
+        label = ", ".join(f"{v.path.split('.')[-1]}={row[v.path]}" for v in variations)
+        ax.annotate(label, (x, 100 * y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("fleet cost over the run ($, time-of-use tariff)")
+    ax.set_ylabel("SLO attainment (%)")
+    ax.set_title(f"{title}: cost versus SLO attainment")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _heatmap(points, variations: list[Variation], path: Path, title: str) -> Path:
