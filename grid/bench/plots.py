@@ -16,15 +16,7 @@ from typing import Any
 import numpy as np
 
 from grid.bench.runner import bucket_mid_s
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from grid.plotting import cost_vs_slo, pyplot
 
 
 def plot_all(runs: list[dict[str, Any]], summary: dict, out: Path, title: str) -> list[Path]:
@@ -41,7 +33,7 @@ def _policies(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def _ttft_cdf(runs, path: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     first_load = runs[0]["load"]
     fig, ax = plt.subplots(figsize=(8, 5))
     for policy in _policies(runs):
@@ -70,26 +62,17 @@ def _ttft_cdf(runs, path: Path, title: str) -> Path:
 
 def _cost_vs_slo(summary: dict, path: Path, title: str) -> Path:
     """Each policy (and autoscaler) at each load: what its fleet cost against its SLO attainment."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for load in sorted(summary, key=float):
-        for policy, m in summary[load].items():
-            x, y = m["fleet_usd"]["mean"], m["slo_attainment_pct"]["mean"]
-            if not (math.isnan(x) or math.isnan(y)):
-                ax.scatter([x], [y], s=40)
-                ax.annotate(f"{policy} ×{load}", (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("fleet cost over the run ($, time-of-use tariff)")
-    ax.set_ylabel("SLO attainment (%)")
-    ax.set_title(f"{title}: cost versus SLO attainment")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    points = [
+        (m["fleet_usd"]["mean"], m["slo_attainment_pct"]["mean"], f"{policy} ×{load}")
+        for load in sorted(summary, key=float)
+        for policy, m in summary[load].items()
+        if not (math.isnan(m["fleet_usd"]["mean"]) or math.isnan(m["slo_attainment_pct"]["mean"]))
+    ]
+    return cost_vs_slo(points, path, title)
 
 
 def _p99_vs_load(summary: dict, path: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     loads = sorted(summary, key=float)
     policies = list(dict.fromkeys(p for load in loads for p in summary[load]))
@@ -115,7 +98,7 @@ def _p99_vs_load(summary: dict, path: Path, title: str) -> Path:
 
 
 def _utilization(runs, path: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     first_load, seed = runs[0]["load"], min(r["seed"] for r in runs)
     chosen = [r for r in runs if r["load"] == first_load and r["seed"] == seed]
     cols = min(3, len(chosen))

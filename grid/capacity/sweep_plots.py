@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from grid.capacity.variations import Variation
+from grid.plotting import cost_vs_slo, pyplot
 
 LOAD_FIELDS = ("demand.scale", "demand.rate_rps")
 
@@ -26,15 +27,6 @@ def knee_index(x: list[float], y: list[float]) -> int | None:
     return pts[best][2] if diff[best] > 0 else None
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_sweep(points, variations: list[Variation], out: Path, title: str, slo_ttft_s: float) -> list[Path]:
     files = [_latency_vs_load(points, variations, out / "latency_vs_load.png", title, slo_ttft_s)]
     if len(variations) >= 2:
@@ -45,23 +37,16 @@ def plot_sweep(points, variations: list[Variation], out: Path, title: str, slo_t
 
 def _cost_vs_slo(points, variations: list[Variation], path: Path, title: str) -> Path:
     """Every point's fleet cost against its SLO attainment (an autoscaler varied: which buys what)."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for row in points:
-        x, y = row.get("cost_usd"), row.get("slo_attainment")
-        if x is None or y is None:
-            continue
-        ax.scatter([x], [100 * y], s=40)
-        label = ", ".join(f"{v.path.split('.')[-1]}={row[v.path]}" for v in variations)
-        ax.annotate(label, (x, 100 * y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("fleet cost over the run ($, time-of-use tariff)")
-    ax.set_ylabel("SLO attainment (%)")
-    ax.set_title(f"{title}: cost versus SLO attainment")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    rows = [
+        (
+            row["cost_usd"],
+            100 * row["slo_attainment"],
+            ", ".join(f"{v.path.split('.')[-1]}={row[v.path]}" for v in variations),
+        )
+        for row in points
+        if row.get("cost_usd") is not None and row.get("slo_attainment") is not None
+    ]
+    return cost_vs_slo(rows, path, title)
 
 
 def _heatmap(points, variations: list[Variation], path: Path, title: str) -> Path:
@@ -69,7 +54,7 @@ def _heatmap(points, variations: list[Variation], path: Path, title: str) -> Pat
     collapsed to their worst case (lowest attainment, highest p99)."""
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     ya, xa = variations[0], variations[1]
     att = np.full((len(ya.values), len(xa.values)), np.nan)
     p99 = np.full_like(att, np.nan)
@@ -120,7 +105,7 @@ def _latency_vs_load(points, variations: list[Variation], path: Path, title: str
     """p99 TTFT versus the offered load each point measured (arrivals / saturated capacity), one
     curve per combination of the varied fields other than the load field (`demand.scale` or
     `demand.rate_rps` if varied, else the last one), with each curve's knee marked."""
-    plt = _plt()
+    plt = pyplot()
     load = _load_variation(variations) or variations[-1]
     others = [v for v in variations if v is not load]
     curves: dict[tuple, list[dict]] = {}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import random
 
 from grid.errors import GridInputError
+from grid.plugins import import_user_class
 from grid.routing import cache_policies, policies
 
 POLICIES: dict[str, type] = {
@@ -38,14 +38,8 @@ def policy_class(spec: str) -> type:
         raise GridInputError(
             f"unknown policy {spec!r}; known: {', '.join(POLICIES)} (or a class of yours as package.module:Class)"
         )
-    module_name, _, class_name = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import failure of user code is a user error
-        raise GridInputError(f"policy {spec!r}: cannot import module {module_name!r}: {exc}") from None
-    cls = getattr(module, class_name, None)
-    if cls is None or not inspect.isclass(cls):
-        raise GridInputError(f"policy {spec!r}: module {module_name!r} has no class {class_name!r}")
+    cls = import_user_class(spec, "policy")
+    class_name = cls.__name__
     if not callable(getattr(cls, "choose", None)):
         raise GridInputError(f"policy {spec!r}: {class_name} has no choose(request, candidates, view) method")
     if len(inspect.signature(cls.choose).parameters) < 4 and not _takes_varargs(cls.choose):

@@ -3,11 +3,9 @@ class taking `(settings, demand)` with a `desired(signals, now_s)` method)."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
-
 from grid.demand.arrivals import DemandModel
 from grid.errors import GridInputError
+from grid.plugins import import_user_class
 from grid.scaling.policies import BUILT_IN, Autoscaler
 from grid.scaling.settings import ScalingSettings
 from grid.scenario import Scenario
@@ -20,16 +18,9 @@ def autoscaler_class(spec: str) -> type:
         raise GridInputError(
             f"unknown autoscaler {spec!r}; known: {', '.join(BUILT_IN)} (or a class of yours as package.module:Class)"
         )
-    module_name, _, class_name = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import failure of user code is a user error
-        raise GridInputError(f"autoscaler {spec!r}: cannot import module {module_name!r}: {exc}") from None
-    cls = getattr(module, class_name, None)
-    if cls is None or not inspect.isclass(cls):
-        raise GridInputError(f"autoscaler {spec!r}: module {module_name!r} has no class {class_name!r}")
+    cls = import_user_class(spec, "autoscaler")
     if not callable(getattr(cls, "desired", None)):
-        raise GridInputError(f"autoscaler {spec!r}: {class_name} has no desired(signals, now_s) method")
+        raise GridInputError(f"autoscaler {spec!r}: {cls.__name__} has no desired(signals, now_s) method")
     return cls
 
 
