@@ -13,7 +13,8 @@ Built in:
   `target_qps_per_replica`).
 - `predictive`: forecasts each zone's arrivals from the diurnal shape of the populations it is
   serving now (their share of its traffic × how their demand will change) over the next cold start
-  plus one interval, and provisions for the highest point, so capacity is ready before the demand.
+  plus one interval, and provisions for the highest point, so capacity is ready before the demand;
+  replicas are rounded up per region, whose zones share its demand.
 """
 
 from __future__ import annotations
@@ -89,11 +90,24 @@ class Predictive(Autoscaler):
         if model is not None and now_rates is not None:
             for k in range(1, self.STEPS + 1):
                 peaks = np.maximum(peaks, model.rates_rps(now_s + horizon_s * k / self.STEPS) / now_rates)
-        out: list[int | None] = []
-        for i, s in enumerate(signals):
-            qps = s.qps if peaks is None else float(np.dot(s.qps_by_population, peaks))
-            out.append(math.ceil(qps / self.settings.zones[i].target_qps_per_replica - 1e-9))
-        return out
+        need = [  # replicas each zone's forecast asks for, unrounded
+            (s.qps if peaks is None else float(np.dot(s.qps_by_population, peaks))) / z.target_qps_per_replica
+            for s, z in zip(signals, self.settings.zones, strict=True)
+        ]
+        return region_rounded(need, [z.region for z in self.settings.zones])
+
+
+def region_rounded(need: list[float], regions: list[int]) -> list[int | None]:
+    """Whole replicas per zone for fractional needs, rounded up per region rather than per zone: a
+    region's zones share its demand (the router moves it between them), so the region needs
+    ceil(Σ need), not Σ ceil(need). Largest remainders get the extra replicas."""
+    out: list[int | None] = [math.floor(n) for n in need]
+    for region in set(regions):
+        zones = [i for i, r in enumerate(regions) if r == region]
+        extra = math.ceil(sum(need[i] for i in zones) - 1e-9) - sum(out[i] for i in zones)  # type: ignore[misc]
+        for i in sorted(zones, key=lambda i: need[i] - math.floor(need[i]), reverse=True)[:extra]:
+            out[i] += 1  # type: ignore[operator]
+    return out
 
 
 BUILT_IN: dict[str, type[Autoscaler]] = {c.name: c for c in (Static, TargetUtilization, Qps, Predictive)}

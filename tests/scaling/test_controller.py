@@ -104,3 +104,12 @@ def test_billing_integrates_the_timeline_at_the_tariff():
     assert cost == pytest.approx((2 + 1 + 2 * 0.5) * 10.0 * 0.70)
     day = fleet_cost_usd([(0.0, 1, 0)], 86400.0, 10.0, "Europe/Paris", start, 0.0)
     assert day == pytest.approx(10.0 * (7 * 0.70 + 12 * 1.0 + 5 * 1.35))  # the tariff's bands over a day
+
+
+def test_predictive_rounds_up_per_region_not_per_zone():
+    from grid.scaling.policies import region_rounded
+
+    # Three zones in region 0 needing 2.3, 1.4 and 0.2 replicas: 4 in all (not 3 + 2 + 1 = 6); the
+    # largest remainders take the extra ones. Region 1's zone rounds up alone.
+    assert region_rounded([2.3, 1.4, 0.2, 0.1], [0, 0, 0, 1]) == [2, 2, 0, 1]
+    assert region_rounded([3.0, 1.0], [0, 0]) == [3, 1]
