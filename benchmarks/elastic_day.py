@@ -101,7 +101,7 @@ def compare(paths: list[str]) -> None:
             f"{r.get('failed', 0):>8}"
         )
         worst = ", ".join(
-            f"{k} {v['slo_attainment']:.3f}/{v['ttft_p99_s']:.2f}s" for k, v in r["worst_populations"].items()
+            f"{k} {v['slo_attainment']:.3f}/{v['ttft_p99_s']:.2f}s" for k, v in r.get("worst_populations", {}).items()
         )
         print(f"    worst populations (attainment/p99 TTFT): {worst}")
 
