@@ -9,6 +9,11 @@ does, and the exact mean from `_sum`/`_count`). The simulator then runs the same
 spaced, the tool's count, from the gateway's default population) with the prompt and output sizes the
 gateway counted. One table: TTFT, ITL and E2E p50 per source, with ratios.
 
+The gateway's own hop: on 2 cores the live gateway's path to a zone (HTTP intake and routing, then a
+Ray call) and back (a Ray hop) takes ≈1–1.5 ms each way, more than London's 1 ms half RTT to its zone.
+`grid up` and the simulator both run with `network.gateway_hop_ms` = `--gateway-hop-ms` (1.5, measured:
+docs/benchmark-tools.md), so neither leg is shorter than that in either clock (0: not modelled).
+
 What each source calls ITL:
 - guidellm `inter_token_latency_ms`: per request (last token − first token)/(output tokens − 1), median
   over requests (vLLM's TPOT);
@@ -36,6 +41,7 @@ import json
 import math
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -73,6 +79,15 @@ FAMILIES = {
 # The tools must never reach for the Hugging Face hub (unreachable here: each attempt is a time-out).
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 STARTUP_ALLOWANCE_S = 150.0  # a tool's own start (imports, tokenizer, data generation) on 2 busy cores
+# The gateway's own one-way hop to and from a zone actor, modelled in both clocks (`network.gateway_hop_ms`;
+# the scenario's default is 0). Measured on the 2-core machine at 4 req/s from London (docs/benchmark-tools.md):
+# intake + routing before the submit 0.9–1.1 ms mean (p90 1.2–1.4), the Ray submit round trip 2.2–2.3 ms p50.
+GATEWAY_HOP_MS = 1.5
+# inference-perf's `load.num_workers` (its default: the CPU count). 1, the fewest that holds the schedule: 0
+# sends from its main process, which also parses every stream, and at 4 req/s sent 5.5 ms late (median; p99
+# 26 ms) and dropped the last request; 1 worker sent 0.3 ms late (p99 11 ms). Either way the tool took 2–12%
+# of one core while sending (docs/benchmark-tools.md): it does not load the machine.
+INFERENCE_PERF_WORKERS = 1
 
 
 def tool_executable(tool: str) -> Path:
@@ -166,9 +181,12 @@ def read_guidellm(out: Path) -> Figures:
     )
 
 
-def inference_perf_config(url: str, model: str, load: Load, tokenizer: Path, out: Path) -> dict:
+def inference_perf_config(
+    url: str, model: str, load: Load, tokenizer: Path, out: Path, workers: int = INFERENCE_PERF_WORKERS
+) -> dict:
     """inference-perf's config: `completion` API with `random` data (its `random` and `synthetic`
-    generators serve the completion API only; `chat` needs `shared_prefix`), a constant-rate stage."""
+    generators serve the completion API only; `chat` needs `shared_prefix`), a constant-rate stage,
+    sent by `workers` worker processes (0: from its main process)."""
 
     def fixed(n: int) -> dict:
         return {"min": n, "max": n, "mean": n, "std_dev": 0}
@@ -183,7 +201,7 @@ def inference_perf_config(url: str, model: str, load: Load, tokenizer: Path, out
         "load": {
             "type": "constant",
             "stages": [{"rate": load.rate_rps, "duration": max(1, round(load.duration_s))}],
-            "num_workers": 1,  # one client process is plenty for a few req/s on 2 cores
+            "num_workers": workers,  # its default is the CPU count: processes that share the grid's 2 cores
             "base_seed": 1,
         },
         "server": {"type": "vllm", "model_name": model, "base_url": url, "ignore_eos": True},
@@ -210,6 +228,7 @@ def read_inference_perf(out: Path) -> Figures:
 
     ttft, itl, e2e = stat("time_to_first_token"), stat("inter_token_latency"), stat("request_latency")
     failures = summary.get("failures") or {}
+    delay = (summary.get("load_summary") or {}).get("schedule_delay") or {}  # sent − scheduled, s
     return Figures(
         n=int(ok["count"]),
         p50={"ttft": ttft[0], "itl": itl[0], "e2e": e2e[0]},
@@ -220,14 +239,17 @@ def read_inference_perf(out: Path) -> Figures:
             "output_tokens_p50": (ok.get("output_tokens") or {}).get("median"),
             "token_count_mismatches": ok.get("token_count_mismatches"),  # its count vs the server's usage
             "tpot_p50_s": lat["time_per_output_token"]["median"],
+            "schedule_delay_p50_s": delay.get("median"),
+            "schedule_delay_p99_s": delay.get("p99"),
         },
     )
 
 
-def run_tool(cmd: list[str], env: dict[str, str], log_path: Path, timeout_s: float) -> tuple[int, float]:
-    """Run a tool in its own process group (guidellm spawns workers); (exit code, seconds). On a time-out
-    the whole group is killed and the code is -9."""
+def run_tool(cmd: list[str], env: dict[str, str], log_path: Path, timeout_s: float) -> tuple[int, float, float]:
+    """Run a tool in its own process group (guidellm spawns workers); (exit code, seconds, CPU seconds of
+    the tool and the processes it reaped). On a time-out the whole group is killed and the code is -9."""
     started = time.monotonic()
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     # PYTHONDONTWRITEBYTECODE (set on these machines) dropped: what a run imports is compiled once, not every run
     base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with open(log_path, "w") as log:
@@ -241,7 +263,9 @@ def run_tool(cmd: list[str], env: dict[str, str], log_path: Path, timeout_s: flo
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
             code = -9
-    return code, time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+    return code, time.monotonic() - started, cpu_s
 
 
 # --- /metrics -------------------------------------------------------------------------------------
@@ -328,13 +352,24 @@ def metrics_figures(before: dict, after: dict) -> Figures:
 # --- the simulator --------------------------------------------------------------------------------
 
 
+def hop_overrides(gateway_hop_ms: float) -> dict[str, float]:
+    """The scenario fields both clocks run with: the gateway's hop (`grid up --set`, `load_scenario`)."""
+    return {"network.gateway_hop_ms": gateway_hop_ms}
+
+
 def simulate(
-    scenario_name: str, population_id: str | None, n: int, rate_rps: float, prompt_tokens: int, output_tokens: int
+    scenario_name: str,
+    population_id: str | None,
+    n: int,
+    rate_rps: float,
+    prompt_tokens: int,
+    output_tokens: int,
+    gateway_hop_ms: float = GATEWAY_HOP_MS,
 ) -> Figures:
     """The simulator on the tool's load: `n` arrivals 1/rate apart from the gateway's default population
     (the tools name none: `grid up --default-population`, else the scenario's first, as grid.live.intake
-    picks it), fixed sizes; run until every request has ended."""
-    scenario = load_scenario(scenario_name)
+    picks it), fixed sizes, the gateway's hop as `grid up` had it; run until every request has ended."""
+    scenario = load_scenario(scenario_name, hop_overrides(gateway_hop_ms))
     population_ids = build_world(scenario).population_ids
     population = population_ids.index(population_id) if population_id else 0
     arrival_s = np.arange(n, dtype=float) / rate_rps
@@ -463,13 +498,20 @@ def wait_idle(url: str, timeout_s: float = 60.0) -> None:
         time.sleep(1.0)
 
 
-def start_grid_up(scenario: str, population: str | None, log_path: Path) -> tuple[str, subprocess.Popen]:
+def grid_up_command(scenario: str, port: int, population: str | None, gateway_hop_ms: float) -> list[str]:
+    cmd = [sys.executable, "-m", "grid.cli", "up", "--scenario", scenario, "--port", str(port), "--drain-grace", "5"]
+    for field_name, value in hop_overrides(gateway_hop_ms).items():
+        cmd += ["--set", f"{field_name}={value:g}"]
+    return cmd + (["--default-population", population] if population else [])
+
+
+def start_grid_up(
+    scenario: str, population: str | None, log_path: Path, gateway_hop_ms: float = GATEWAY_HOP_MS
+) -> tuple[str, subprocess.Popen]:
     """`grid up` on a free loopback port, in its own process group as an operator runs it; (URL, process)
     once /health answers 200."""
     port = free_port()
-    cmd = [sys.executable, "-m", "grid.cli", "up", "--scenario", scenario, "--port", str(port), "--drain-grace", "5"]
-    if population:
-        cmd += ["--default-population", population]
+    cmd = grid_up_command(scenario, port, population, gateway_hop_ms)
     with open(log_path, "w") as log:  # the child keeps its own descriptor
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -497,21 +539,25 @@ def run_one(
     scenario: str,
     population: str | None = None,
     log: Callable[[str], None] = print,
+    gateway_hop_ms: float = GATEWAY_HOP_MS,
+    inference_perf_workers: int = INFERENCE_PERF_WORKERS,
 ) -> dict:
-    """One tool's run against the grid at `url`, the /metrics deltas around it and the simulator on the
-    same load; {"client", "metrics", "sim": Figures, ...}, or {"error": ...} when the tool failed."""
+    """One tool's run against the grid at `url` (serving `scenario` with `gateway_hop_ms`), the /metrics
+    deltas around it and the simulator on the same load; {"client", "metrics", "sim": Figures, ...}, or
+    {"error": ...} when the tool failed."""
     out.mkdir(parents=True, exist_ok=True)
     if tool == "guidellm":
         cmd, env, reader = guidellm_command(url, model, load, tokenizer, out), guidellm_env(), read_guidellm
     else:
         config = out / "inference-perf.yaml"
-        config.write_text(yaml.safe_dump(inference_perf_config(url, model, load, tokenizer, out), sort_keys=False))
+        config_doc = inference_perf_config(url, model, load, tokenizer, out, inference_perf_workers)
+        config.write_text(yaml.safe_dump(config_doc, sort_keys=False))
         cmd, env, reader = inference_perf_command(config), dict(OFFLINE_ENV), read_inference_perf
     (out / f"{tool}.cmd").write_text(" ".join(cmd) + "\n")
     before = scrape(url)
     timeout_s = load.duration_s + STARTUP_ALLOWANCE_S + 120.0
     log(f"{tool}: {load.requests} requests at {load.rate_rps:g} req/s (log: {out / (tool + '.log')})")
-    code, seconds = run_tool(cmd, env, out / f"{tool}.log", timeout_s)
+    code, seconds, cpu_s = run_tool(cmd, env, out / f"{tool}.log", timeout_s)
     wait_idle(url)
     after = scrape(url)
     if code != 0:
@@ -521,9 +567,12 @@ def run_one(
     metrics = metrics_figures(before, after)
     prompt = round(metrics.extra["prompt_tokens_mean"])  # as the gateway counted it (chat adds its template)
     output = round(metrics.extra["output_tokens_mean"])
-    sim = simulate(scenario, population, client.n, load.rate_rps, prompt, output)
-    log(f"{tool}: done in {seconds:.0f} s ({client.n} ok; /metrics saw {metrics.n}, prompt {prompt} tokens)")
-    return {"client": client, "metrics": metrics, "sim": sim, "wall_s": seconds, "command": cmd}
+    sim = simulate(scenario, population, client.n, load.rate_rps, prompt, output, gateway_hop_ms)
+    log(
+        f"{tool}: done in {seconds:.0f} s, {cpu_s:.1f} CPU-s ({client.n} ok; /metrics saw {metrics.n}, "
+        f"prompt {prompt} tokens)"
+    )
+    return {"client": client, "metrics": metrics, "sim": sim, "wall_s": seconds, "cpu_s": cpu_s, "command": cmd}
 
 
 def git_revision() -> str:
@@ -548,7 +597,9 @@ def main() -> int:
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated: guidellm,inference-perf")
     parser.add_argument("--scenario", default="default", help="the scenario `grid up` serves (and the simulator runs)")
     parser.add_argument("--population", default=None, help="grid up --default-population (default: the scenario's)")
-    parser.add_argument("--host", default=None, help="a running grid's URL (serving --scenario), not a new one")
+    parser.add_argument("--host", default=None, help="a running grid's URL (same scenario and hop), not a new one")
+    parser.add_argument("--gateway-hop-ms", type=float, default=GATEWAY_HOP_MS, help="in both clocks; 0: off")
+    parser.add_argument("--inference-perf-workers", type=int, default=INFERENCE_PERF_WORKERS, help="load.num_workers")
     parser.add_argument("--out", default="runs/ecosystem_tools")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
@@ -571,6 +622,8 @@ def main() -> int:
         "load": asdict(load) | {"requests": load.requests},
         "scenario": args.scenario,
         "population": population,
+        "gateway_hop_ms": args.gateway_hop_ms,
+        "inference_perf_workers": args.inference_perf_workers,
         "tools": {t: (TOOLS_DIR / t / "installed.txt").is_file() and _version(t) for t in tools},
     }
     grid = None
@@ -578,11 +631,14 @@ def main() -> int:
     results: dict[str, dict] = {}
     try:
         if url is None:
-            url, grid = start_grid_up(args.scenario, args.population, out / "grid.log")
+            url, grid = start_grid_up(args.scenario, args.population, out / "grid.log", args.gateway_hop_ms)
         model = served_model(url)
         warm_up(url, model)
         for tool in tools:
-            results[tool] = run_one(tool, url, model, load, tokenizer, out / tool, args.scenario, population)
+            results[tool] = run_one(
+                tool, url, model, load, tokenizer, out / tool, args.scenario, population,
+                gateway_hop_ms=args.gateway_hop_ms, inference_perf_workers=args.inference_perf_workers,
+            )  # fmt: skip
             time.sleep(2.0)
     finally:
         if grid is not None:
@@ -590,6 +646,8 @@ def main() -> int:
     meta["load_average_end"] = round(os.getloadavg()[0], 1)
     print()
     print(format_table(load, results, population))
+    print(f"gateway hop {args.gateway_hop_ms:g} ms in both clocks; tools' own CPU: ", end="")
+    print(", ".join(f"{t} {r['cpu_s']:.1f} s" for t, r in results.items() if "cpu_s" in r))
     checks: dict[str, bool | None] = {}
     for tool, r in results.items():
         if "error" in r:

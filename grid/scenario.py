@@ -32,7 +32,7 @@ from grid.demand.spec import (  # noqa: F401 - the demand section, re-exported a
 )
 from grid.errors import GridInputError
 from grid.fault_kinds import FaultKind, missing_fields, missing_message
-from grid.scaling.spec import Autoscaling
+from grid.scaling.spec import Autoscaling, autoscaling_problems
 from grid.serving.retry import MAX_RETRIES, RETRY_BUDGET_MIN, RETRY_BUDGET_RATIO
 from grid.units import parse_duration_s
 
@@ -460,37 +460,7 @@ def _cross_reference_problems(s: Scenario) -> list[tuple[tuple[str, ...], str]]:
             problems.append(((*base, "region"), known("region " + repr(fault.region), regions)))
     if s.routing.report_interval_s > 0 and math.isinf(s.routing.report_interval_s):
         problems.append((("routing", "report_interval_s"), "must be finite"))
-    return problems + _autoscaling_problems(s)
-
-
-def _autoscaling_problems(s: Scenario) -> list[tuple[tuple[str, ...], str]]:
-    """Bounds per zone that cannot hold, pools smaller than their floors, unknown ids."""
-    a = s.autoscaling
-    problems: list[tuple[tuple[str, ...], str]] = []
-    floors: dict[str, int] = {}
-    for zone_id in sorted(set(a.zones) - set(s.zones)):
-        problems.append((("autoscaling", "zones", zone_id), f"unknown zone; known: {', '.join(sorted(s.zones))}"))
-    for zone_id, zone in s.zones.items():
-        bounds = a.zones.get(zone_id)
-        low = bounds.min_replicas if bounds and bounds.min_replicas is not None else a.min_replicas
-        high = bounds.max_replicas if bounds and bounds.max_replicas is not None else a.max_replicas
-        if high is not None and low > high:
-            where = ("autoscaling", "zones", zone_id) if bounds else ("autoscaling",)
-            problems.append((where, f"min_replicas ({low}) > max_replicas ({high}) for zone {zone_id}"))
-        floors[zone.region] = floors.get(zone.region, 0) + low
-    for region, pool in a.pools.items():
-        if region not in s.regions:
-            problems.append(
-                (("autoscaling", "pools", region), f"unknown region; known: {', '.join(sorted(s.regions))}")
-            )
-        elif pool < floors.get(region, 0):
-            problems.append(
-                (
-                    ("autoscaling", "pools", region),
-                    f"pool of {pool} replicas is smaller than its zones' floor ({floors[region]})",
-                )
-            )
-    return problems
+    return problems + autoscaling_problems(s)
 
 
 def region_rtt_ms(network: Network, a: str, b: str) -> float | None:

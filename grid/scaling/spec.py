@@ -18,11 +18,14 @@ Defaults and where they come from:
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from grid.units import parse_duration_s
+
+if TYPE_CHECKING:
+    from grid.scenario import Scenario
 
 Seconds = Annotated[float, BeforeValidator(parse_duration_s), Field(ge=0)]
 
@@ -80,3 +83,34 @@ class Autoscaling(_Strict):
         if self.max_replicas is not None and self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
         return self
+
+
+def autoscaling_problems(s: Scenario) -> list[tuple[tuple[str, ...], str]]:
+    """Checks across sections (grid.scenario runs them with its own): bounds per zone that cannot
+    hold, pools smaller than their zones' floors, unknown ids."""
+    a = s.autoscaling
+    problems: list[tuple[tuple[str, ...], str]] = []
+    floors: dict[str, int] = {}
+    for zone_id in sorted(set(a.zones) - set(s.zones)):
+        problems.append((("autoscaling", "zones", zone_id), f"unknown zone; known: {', '.join(sorted(s.zones))}"))
+    for zone_id, zone in s.zones.items():
+        bounds = a.zones.get(zone_id)
+        low = bounds.min_replicas if bounds and bounds.min_replicas is not None else a.min_replicas
+        high = bounds.max_replicas if bounds and bounds.max_replicas is not None else a.max_replicas
+        if high is not None and low > high:
+            where = ("autoscaling", "zones", zone_id) if bounds else ("autoscaling",)
+            problems.append((where, f"min_replicas ({low}) > max_replicas ({high}) for zone {zone_id}"))
+        floors[zone.region] = floors.get(zone.region, 0) + low
+    for region, pool in a.pools.items():
+        if region not in s.regions:
+            problems.append(
+                (("autoscaling", "pools", region), f"unknown region; known: {', '.join(sorted(s.regions))}")
+            )
+        elif pool < floors.get(region, 0):
+            problems.append(
+                (
+                    ("autoscaling", "pools", region),
+                    f"pool of {pool} replicas is smaller than its zones' floor ({floors[region]})",
+                )
+            )
+    return problems

@@ -28,7 +28,7 @@ from grid.demand.plan import demand_plan
 from grid.dispatch.core import BUSY, DOWN, FAILED_ATTEMPT, Attempts, Dispatch, client_times
 from grid.dispatch.recording import RecordsSink, StatsSink
 from grid.dispatch.reports import apply_load_report, apply_replicas
-from grid.dispatch.settings import DispatchSettings, build_view, report_tick_s
+from grid.dispatch.settings import DispatchSettings, build_view, client_zone_rtt_s, report_tick_s
 from grid.dispatch.sinks import Outcome, Sink, Sinks
 from grid.faults import LINK_DELAY, PARTITION, SPOT_PREEMPT, ZONE_DOWN, ZONE_SLOW, ZONE_UP, NetworkState, fault_timeline
 from grid.report import Report, ZoneFigures, build_report
@@ -300,7 +300,7 @@ class _Run(Hedging):
             self.reschedule(action.zone)
         elif action.kind in (LINK_DELAY, PARTITION):
             self.sim.network.apply(action)
-            view.rtt_s = self.sim.network.rtt_s()
+            view.rtt_s = client_zone_rtt_s(self.sim.network.rtt_s(), self.sim.settings.gateway_hop_s)  # as live
         if action.kind in (ZONE_DOWN, ZONE_UP) and self.fresh:
             self.refresh(action.zone, t)  # health is known at the next report; with fresh reports, now
             self.sinks.zone_health(action.zone, view.zones[action.zone].up, t)
