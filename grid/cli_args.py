@@ -41,14 +41,22 @@ def positive_float_arg(text: str) -> float:
     return _positive(float_arg(text), text)
 
 
-def positive_int_arg(text: str) -> int:
+def _int_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {value}")
     return value
+
+
+def positive_int_arg(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def nonnegative_int_arg(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def seed_count_arg(text: str) -> int:

@@ -90,23 +90,37 @@ def _token() -> str:
     return token
 
 
-def _send(method: str, url: str, path: str, body: dict | None = None) -> int:
+def admin_call(command: str, method: str, url: str, path: str, body: dict | None = None) -> tuple[int, object] | None:
+    """One admin API call with the admin token: (status, JSON payload or the body's start); None,
+    said on stderr, when the gateway cannot be reached. `command` ("grid fault") starts the message."""
     import httpx
 
     headers = {"Authorization": f"Bearer {_token()}"}
     try:
         response = httpx.request(method, url.rstrip("/") + path, json=body, headers=headers, timeout=30.0)
     except httpx.HTTPError as exc:
-        print(f"grid fault: cannot reach {url}: {exc}", file=sys.stderr)
-        return 1
+        print(f"{command}: cannot reach {url}: {exc}", file=sys.stderr)
+        return None
     try:
-        payload = response.json()
+        return response.status_code, response.json()
     except ValueError:
-        payload = {"status": response.status_code, "body": response.text[:500]}
-    if response.status_code != 200:
-        message = payload.get("error", {}).get("message") if isinstance(payload, dict) else None
-        hint = " (is GRID_ADMIN_TOKEN set for `grid up`?)" if response.status_code == 404 else ""
-        print(f"grid fault: {response.status_code}: {message or payload}{hint}", file=sys.stderr)
+        return response.status_code, {"status": response.status_code, "body": response.text[:500]}
+
+
+def error_message(payload: object) -> str | None:
+    """The message of an OpenAI-shaped error payload, if it is one."""
+    error = payload.get("error", {}) if isinstance(payload, dict) else {}
+    return error.get("message") if isinstance(error, dict) else None
+
+
+def _send(method: str, url: str, path: str, body: dict | None = None) -> int:
+    answer = admin_call("grid fault", method, url, path, body)
+    if answer is None:
+        return 1
+    status, payload = answer
+    if status != 200:
+        hint = f" (is {TOKEN_ENV} set for `grid up`?)" if status == 404 else ""
+        print(f"grid fault: {status}: {error_message(payload) or payload}{hint}", file=sys.stderr)
         return 1
     print(json.dumps(payload, indent=2))
     return 0

@@ -106,7 +106,9 @@ def simulated(s, policy: str, seed: int, drain_s: float) -> DecisionLog:
     return log
 
 
-async def _live(s, policy: str, seed: int, requests) -> DecisionLog:
+async def in_process_gateway(s, sink, settings: GatewaySettings | None = None) -> GridGateway:
+    """The gateway and one zone actor per zone in this process, all on the event loop's clock (no Ray,
+    no HTTP): the live driver's rules, driven like the simulator's. `sink` gets the run's events."""
     loop = asyncio.get_running_loop()
     world = build_world(s)
     actors = []
@@ -114,10 +116,16 @@ async def _live(s, policy: str, seed: int, requests) -> DecisionLog:
         args, kwargs = zone_actor_args(s, zone_id, 0.02)
         actors.append(LocalZone(ZoneActor(*args, **kwargs, clock=loop.time)))
     handles = ZoneHandles(actors, list(world.zone_ids), [s.zones[z].region for z in world.zone_ids], False)
-    gateway = GridGateway(with_policy_and_seed(s, policy, seed), handles, GatewaySettings(), clock=loop.time)
-    log = DecisionLog()
-    gateway.sinks.add(log)
+    gateway = GridGateway(s, handles, settings or GatewaySettings(), clock=loop.time)
+    gateway.sinks.add(sink)
     await gateway.start()
+    return gateway
+
+
+async def _live(s, policy: str, seed: int, requests) -> DecisionLog:
+    log = DecisionLog()
+    gateway = await in_process_gateway(with_policy_and_seed(s, policy, seed), log)
+    loop = asyncio.get_running_loop()
     context = s.model.context_tokens
     pending = []
 

@@ -19,11 +19,10 @@ from grid.faults import LINK_DELAY, FaultAction
 from grid.live.cluster import ZoneHandles
 from grid.live.gateway import GatewaySettings, GridGateway
 from grid.live.openai_api import CompletionRequest
-from grid.live.zone_actor import ZoneActor, zone_actor_args
-from grid.live.zone_link import LocalZone
 from grid.scenario import load_scenario
 from grid.sim.simulator import Simulation
 from grid.world import build_world
+from tests.dispatch.test_differential import in_process_gateway
 
 from ..live.conftest import SMALL_SCENARIO
 from .virtual_loop import VirtualLoop
@@ -66,17 +65,10 @@ def simulated(s) -> dict[float, tuple]:
 
 
 async def _live(s) -> dict[float, tuple]:
-    loop = asyncio.get_running_loop()
-    world = build_world(s)
-    actors = []
-    for zone_id in world.zone_ids:
-        args, kwargs = zone_actor_args(s, zone_id, 0.02)
-        actors.append(LocalZone(ZoneActor(*args, **kwargs, clock=loop.time)))
-    handles = ZoneHandles(actors, list(world.zone_ids), [s.zones[z].region for z in world.zone_ids], False)
-    gateway = GridGateway(s, handles, GatewaySettings(), clock=loop.time)
     ends = Ends()
-    gateway.sinks.add(ends)
-    await gateway.start()
+    gateway = await in_process_gateway(s, ends)
+    loop = asyncio.get_running_loop()
+    world = gateway.world
     tasks = []
 
     async def one(population: str, prompt: int, output: int) -> None:

@@ -15,14 +15,11 @@ import numpy as np
 import pytest
 
 from grid.dispatch.sinks import Sink
-from grid.live.cluster import ZoneHandles
-from grid.live.gateway import GatewaySettings, GridGateway
+from grid.live.gateway import GatewaySettings
 from grid.live.openai_api import ApiError, CompletionRequest
-from grid.live.zone_actor import ZoneActor, zone_actor_args
-from grid.live.zone_link import LocalZone
 from grid.scenario import load_scenario
 from grid.sim.simulator import Simulation
-from grid.world import build_world
+from tests.dispatch.test_differential import in_process_gateway
 
 from ..live.conftest import SMALL_SCENARIO
 from .virtual_loop import VirtualLoop
@@ -88,17 +85,9 @@ def simulated(s, autoscaler: str, seed: int) -> ScalingLog:
 
 
 async def _live(s, autoscaler: str, requests) -> ScalingLog:
-    loop = asyncio.get_running_loop()
-    world = build_world(s)
-    actors = []
-    for zone_id in world.zone_ids:
-        args, kwargs = zone_actor_args(s, zone_id, 0.02)
-        actors.append(LocalZone(ZoneActor(*args, **kwargs, clock=loop.time)))
-    handles = ZoneHandles(actors, list(world.zone_ids), [s.zones[z].region for z in world.zone_ids], False)
-    gateway = GridGateway(s, handles, GatewaySettings(autoscaler=autoscaler), clock=loop.time)
     log = ScalingLog()
-    gateway.sinks.add(log)
-    await gateway.start()
+    gateway = await in_process_gateway(s, log, GatewaySettings(autoscaler=autoscaler))
+    loop = asyncio.get_running_loop()
     context = s.model.context_tokens
     pending = []
 
