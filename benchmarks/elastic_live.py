@@ -26,7 +26,6 @@ from grid.scenario import load_scenario  # noqa: E402
 
 OVERRIDES = {
     "demand.rate_rps": 4.5,
-    "demand.flash_crowds": [{"population": "berlin", "at_s": 20, "duration_s": 40, "factor": 4}],
     "autoscaling.interval_s": 2,
     "autoscaling.look_back_s": 8,
     "autoscaling.upscale_delay_s": 0,
@@ -49,9 +48,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--autoscaler", default="qps")
     parser.add_argument("--duration-s", type=float, default=90.0)
+    parser.add_argument("--crowd", default="berlin", help="the population whose demand jumps from 20 s to 60 s")
+    parser.add_argument("--factor", type=float, default=4.0, help="the jump's factor")
     parser.add_argument("--json", help="write both reports' scaling sections and the comparison here")
     args = parser.parse_args()
-    scenario = load_scenario(str(ROOT / "loadtests/grid.yaml"), {**OVERRIDES, "autoscaling.policy": args.autoscaler})
+    crowd = [{"population": args.crowd, "at_s": 20, "duration_s": 40, "factor": args.factor}]
+    overrides = {**OVERRIDES, "autoscaling.policy": args.autoscaler, "demand.flash_crowds": crowd}
+    scenario = load_scenario(str(ROOT / "loadtests/grid.yaml"), overrides)
     load_start = os.getloadavg()
     sim = run_simulated(scenario, None, args.duration_s, 1.0, scenario.seed)
     live = run_live(scenario, None, args.duration_s, 1.0, scenario.seed, drain_s=10.0)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from grid.demand.arrivals import PrefixedChunk  # noqa: E402
 from grid.demand.plan import demand_plan, session_model  # noqa: E402
-from grid.dispatch.sinks import Sink  # noqa: E402
+from grid.live.agreement import describe_split, simulate_logged, split_by_zone  # noqa: E402
 from grid.live.experiment import (  # noqa: E402
     arrival_schedule,
     fidelity_misses,
@@ -45,46 +45,6 @@ from grid.sim.simulator import Simulation  # noqa: E402
 def load_average() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min) / {five:.2f} (5 min), nproc {os.cpu_count()}"
-
-
-class PerRequest(Sink):
-    """Each simulated request's zone, cached prompt tokens and TTFT, by id (= its index in the schedule)."""
-
-    def __init__(self) -> None:
-        self.zone: dict[int, int] = {}
-        self.cached: dict[int, int] = {}
-        self.ttft_s: dict[int, float] = {}
-
-    def ended(self, request, outcome, now_s: float) -> None:
-        self.zone[request.id] = request.zone
-        self.cached[request.id] = request.cached_tokens
-        self.ttft_s[request.id] = outcome.ttft_s
-
-
-def simulate(scenario: Scenario, policy: str | None, duration_s: float, rate_scale: float, seed: int):
-    """`run_simulated`, with each request's zone and cached tokens recorded."""
-    per_request = PerRequest()
-    sim = Simulation(scenario, policy, seed, duration_s, rate_scale, sinks=[per_request])
-    return sim.run(), per_request, sim.world.zone_ids
-
-
-def per_request_agreement(client: dict, sim: PerRequest, zone_ids: list[str], prompts: list[int]) -> str:
-    """Where live and simulated requests went and what they hit: the share routed to the same zone,
-    and the hit rate of the requests routed alike and of the rest, live vs simulated."""
-    live_zone, live_cached = client["per_request"]["zone"], client["per_request"]["cached_tokens"]
-    groups: dict[bool, list[int]] = {True: [], False: []}
-    for i, zone in enumerate(live_zone):
-        if zone is not None and i in sim.zone:
-            groups[zone == zone_ids[sim.zone[i]]].append(i)
-    parts = []
-    for same, ids in groups.items():
-        tokens = sum(prompts[i] for i in ids) or 1
-        live_rate = sum(live_cached[i] for i in ids) / tokens
-        sim_rate = sum(sim.cached[i] for i in ids) / tokens
-        exact = sum(live_cached[i] == sim.cached[i] for i in ids)
-        label = "same zone" if same else "other zone"
-        parts.append(f"{label}: {len(ids)} requests, hit live {live_rate:.1%} / sim {sim_rate:.1%}, {exact} exact")
-    return " · ".join(parts)
 
 
 def with_answer_units(scenario: Scenario, chunks: list[PrefixedChunk]) -> tuple[list[PrefixedChunk], int]:
@@ -155,7 +115,7 @@ def main() -> int:
     run = (scenario, args.policy, args.duration_s, args.rate_scale, seed)
     started = time.monotonic()
     print(f"before: {load_average()}")
-    sim, sim_requests, zone_ids = simulate(*run)
+    sim, sim_requests, zone_ids = simulate_logged(*run)
     misses: list[str] = []
     if not args.sim_only:
         live = run_live(*run, stream_interval_s=args.stream_interval_s)
@@ -163,7 +123,7 @@ def main() -> int:
         summary = {k: v for k, v in live.client.items() if k != "per_request"}
         print(f"load generator: {summary}")
         prompts = arrival_schedule(scenario, args.duration_s, args.rate_scale, seed).prompt_tokens
-        print(f"per request: {per_request_agreement(live.client, sim_requests, zone_ids, prompts)}")
+        print(f"per request: {describe_split(split_by_zone(live.client, sim_requests, zone_ids, prompts))}")
         misses = fidelity_misses(live.report, sim, live.client)
         name, a, b, _ = hit_rate_row(live.report, sim)
         print(f"\n{name}: live {a:.1%} · sim {b:.1%} · utilization live {live.report.totals['utilization']:.0%}")

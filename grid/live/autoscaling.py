@@ -56,11 +56,11 @@ class LiveFleet(FleetDriver):
         replicas; in the simulator a zone keeps its fleet while down: bring it back to its target, warm."""
         await self._scale(zone, 0.0)
 
-    async def run(self) -> None:
-        """The control loop: a decision at every multiple of `interval_s` of the gateway's clock (as
-        the simulator's, from its start); a late wake-up skips the decisions it missed."""
+    async def run(self, epoch_s: float = 0.0) -> None:
+        """The control loop: a decision every `interval_s` after `epoch_s` of the gateway's clock (the
+        scenario's t = 0, as the simulator's from its start); a late wake-up skips the ones it missed."""
         interval_s = self.settings.interval_s
-        next_s = interval_s
+        next_s = epoch_s + interval_s
         while True:
             await asyncio.sleep(max(0.0, next_s - self.gateway.now()))
             try:

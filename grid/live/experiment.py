@@ -84,7 +84,7 @@ def run_live(
     started = time.monotonic()
     grid = build_live_grid(
         with_policy_and_seed(scenario, policy, seed),
-        GatewaySettings(),
+        GatewaySettings(timeline_on_start=False),
         stream_interval_s=stream_interval_s,
         num_cpus=2,
     )
@@ -116,6 +116,7 @@ async def _run_live(
         gateway.reset_stats()
         before = await gateway.zone_figures()
         t_go = gateway.now()
+        gateway.start_timeline()  # the scenario's t = 0 (autoscaling decisions, faults) is the load's
         load.go()
         while (left := t_go + duration_s - gateway.now()) > 0:
             await asyncio.sleep(min(left, 10.0))

@@ -174,10 +174,10 @@ class FaultController:
         record.ends_at_s = min(record.ends_at_s, self.gateway.now())
         record.end_event.set()
 
-    async def run_schedule(self, faults) -> None:
-        """Play a scenario's `faults` in wall time from the gateway's start."""
+    async def run_schedule(self, faults, epoch_s: float = 0.0) -> None:
+        """Play a scenario's `faults` in wall time, each `at_s` after `epoch_s` of the gateway's clock."""
         for fault in sorted(faults, key=lambda f: f.at_s):
-            await asyncio.sleep(max(0.0, fault.at_s - self.gateway.now()))
+            await asyncio.sleep(max(0.0, epoch_s + fault.at_s - self.gateway.now()))
             spec = FaultRequest(
                 kind=fault.kind,
                 zone=fault.zone,

@@ -86,6 +86,7 @@ class GatewaySettings:
     report_timeout_s: float = 2.0  # zone_figures(): a zone that does not report within this is unreachable
     retry_after_s: float = 1.0
     apply_faults: bool = True  # play the scenario's fault schedule in wall time from app start
+    timeline_on_start: bool = True  # False: autoscaling and scheduled faults wait for start_timeline()
     autoscaler: str | None = None  # NAME or module:Class (grid.scaling); None: the scenario's autoscaling.policy
     # resilience
     health: HealthSettings = HealthSettings()

@@ -201,10 +201,19 @@ class GatewayState:
         await self.monitor.refresh_reports()
         self._tasks += self.monitor.tasks(loop)
         self._tasks.append(loop.create_task(self._tick_loop()))
+        if self.settings.timeline_on_start:
+            self.start_timeline()
+
+    def start_timeline(self) -> None:
+        """The scenario's own timeline from now: autoscaling decisions and scheduled faults at the
+        scenario's times after it, as the simulator's after its t = 0. `grid up` starts it with the
+        gateway; an experiment as its load begins, so that decisions count the same windows of
+        arrivals as the simulator's, not windows shifted by however long start-up took."""
+        epoch_s = self.now()
         if self.fleet.enabled:
-            self._tasks.append(loop.create_task(self.fleet.run()))
+            self._tasks.append(self.loop.create_task(self.fleet.run(epoch_s)))
         if self.settings.apply_faults and self.scenario.faults:
-            self._tasks.append(loop.create_task(self.faults.run_schedule(self.scenario.faults)))
+            self._tasks.append(self.loop.create_task(self.faults.run_schedule(self.scenario.faults, epoch_s)))
 
     async def stop(self) -> None:
         await self.faults.stop()
