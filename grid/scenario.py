@@ -137,6 +137,12 @@ class Routing(_Strict):
         default=RETRY_BUDGET_RATIO, ge=0, le=1, description="requests retrying at once ≤ this share of those in flight"
     )
     retry_budget_min: int = Field(default=RETRY_BUDGET_MIN, ge=0, description="… or at least this many")
+    # Candidate pruning (grid.routing.view.GridView): a decision considers each population's nearest
+    # `candidate_zones` zones plus `spill_zones` nearest others with headroom, refreshed every
+    # `spill_refresh_s`; 0 considers every zone. The default covers the default world's 9 zones whole.
+    candidate_zones: int = Field(default=12, ge=0, description="nearest zones a decision considers (0: all)")
+    spill_zones: int = Field(default=4, ge=0, description="other zones with headroom a decision also considers")
+    spill_refresh_s: Seconds = Field(default=1.0, gt=0, description="how often the spill picks follow load")
 
 
 class Fault(_Strict):

@@ -122,6 +122,8 @@ class Dispatch:
     def route(self, request: Request, now_s: float) -> int:
         """The first attempt's zone; -1 when no zone is up and reachable from the request's population."""
         view = self.view
+        if now_s >= view.spill_due_s:  # a shortlist's spill picks follow load (GridView)
+            view.refresh_spill(now_s)
         candidates = view.candidates[request.population]
         if not candidates:
             return -1

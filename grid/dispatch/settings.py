@@ -29,6 +29,9 @@ class DispatchSettings:
     slo_ttft_s: float | None
     start_utc: dt.datetime | None
     gateway_hop_s: float = 0.0  # no client↔zone leg shorter than this (`client_zone_rtt_s`)
+    candidate_zones: int = 0  # the view's shortlist per population (0: every zone), + spill_zones
+    spill_zones: int = 0
+    spill_refresh_s: float = 1.0
 
     @classmethod
     def from_scenario(cls, scenario: Scenario) -> DispatchSettings:
@@ -43,6 +46,9 @@ class DispatchSettings:
             slo_ttft_s=scenario.slo.ttft_s,
             start_utc=scenario.demand.start_utc,
             gateway_hop_s=scenario.network.gateway_hop_ms / 1000.0,
+            candidate_zones=routing.candidate_zones,
+            spill_zones=routing.spill_zones,
+            spill_refresh_s=routing.spill_refresh_s,
         )
 
     def with_changes(self, **changes) -> DispatchSettings:
@@ -111,6 +117,9 @@ def build_view(scenario: Scenario, world: World, settings: DispatchSettings, rtt
         candidates=[],
         start_utc=settings.start_utc,
         slo_ttft_s=settings.slo_ttft_s,
+        shortlist_zones=settings.candidate_zones,
+        spill_zones=settings.spill_zones,
+        spill_refresh_s=settings.spill_refresh_s,
     )
     view.refresh_candidates()
     return view

@@ -10,9 +10,10 @@ RTTs are per population and include network faults (edge routers measure their p
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import math
 from collections.abc import Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ZoneView:
@@ -102,26 +103,64 @@ class ZoneView:
         return self.outstanding / self.replicas if self.replicas else math.inf
 
 
+SPILL_HEADROOM_UTILIZATION = 1 / 1.4  # a spill zone busier than this is picked only when none is less busy
+
+
 @dataclass
 class GridView:
-    """The snapshot a policy decides on."""
+    """The snapshot a policy decides on.
+
+    `candidates[population]` is what a decision considers: every zone up and reachable, nearest first,
+    or with a shortlist (`shortlist_zones` > 0, the scenario's `routing.candidate_zones`) the population's
+    nearest `shortlist_zones` of them plus `spill_zones` others with headroom (the nearest whose reported
+    utilization is below `SPILL_HEADROOM_UTILIZATION`), so that a decision costs O(k), not O(zones), and
+    a population whose nearby zones are full still sees where load can go. The spill picks follow load:
+    the dispatch core refreshes them every `spill_refresh_s` (`refresh_spill`); the shortlist follows
+    health and the network (`refresh_candidates`). A shortlist at least as long as the reachable zones
+    leaves the candidates exactly as without one."""
 
     zones: list[ZoneView]
     rtt_s: list[list[float]]  # [population][zone]: current base RTT (inf = unreachable)
-    candidates: list[list[int]]  # [population]: zones up and reachable, nearest first
+    candidates: list[list[int]]  # [population]: the zones a decision considers, nearest first
     now_s: float = 0.0
     start_utc: dt.datetime | None = None  # wall-clock time of now_s = 0 (for tariffs by local hour)
     slo_ttft_s: float | None = None  # the scenario's TTFT objective, for policies that aim at it
+    shortlist_zones: int = 0  # 0: every reachable zone is a candidate
+    spill_zones: int = 0
+    spill_refresh_s: float = 1.0
+    spill_due_s: float = math.inf  # when the spill picks are next refreshed (inf: no shortlist cuts anything)
+    reachable: list[list[int]] = field(default_factory=list)  # [population]: up and reachable, nearest first
 
     def report_age_s(self, zone: int) -> float:
         return self.now_s - self.zones[zone].report_s
 
     def refresh_candidates(self) -> None:
-        """Recompute each population's reachable, up zones (after a health or network change)."""
-        self.candidates = [
+        """Recompute each population's reachable, up zones (after a health, fleet or network change)."""
+        self.reachable = [
             sorted(
                 (z.index for z in self.zones if z.up and z.replicas > 0 and math.isfinite(row[z.index])),
                 key=lambda i, row=row: (row[i], i),
             )
             for row in self.rtt_s
         ]
+        k = self.shortlist_zones
+        if k <= 0 or all(len(zones) <= k for zones in self.reachable):
+            self.candidates, self.spill_due_s = self.reachable, math.inf
+        else:
+            self.refresh_spill(self.now_s)
+
+    def refresh_spill(self, now_s: float) -> None:
+        """Each population's shortlist with its spill picks as the zones' load reports stand now."""
+        k, m = self.shortlist_zones, self.spill_zones
+        zones = self.zones
+        candidates = []
+        for row, reachable in zip(self.rtt_s, self.reachable, strict=True):
+            if len(reachable) <= k:
+                candidates.append(reachable)
+                continue
+            spill = heapq.nsmallest(
+                m, reachable[k:], key=lambda i, row=row: (zones[i].utilization >= SPILL_HEADROOM_UTILIZATION, row[i], i)
+            )
+            candidates.append(sorted(reachable[:k] + spill, key=lambda i, row=row: (row[i], i)))
+        self.candidates = candidates
+        self.spill_due_s = now_s + self.spill_refresh_s
