@@ -2,7 +2,9 @@
 
 Per finished request the drivers append a few numbers to buffers; every `FLUSH_EVERY` requests the
 buffers are binned with NumPy into log-spaced histograms (1% relative resolution) per population and
-per zone. Memory is fixed by the number of groups, not the number of requests.
+per zone. Memory is fixed by the number of groups, not the number of requests: the histograms are
+kept per population and per zone (populations + zones rows, not populations × zones: 90 zones and 60
+populations would need 270 MB), the counts per (population, zone).
 
 Metric definitions (vLLM's, client side: network round trip included):
 TTFT = first token at client − send; TPOT = (E2E − TTFT) / (output_tokens − 1);
@@ -55,8 +57,8 @@ class RunStats:
         self.output_tokens = np.zeros((n_populations, n_zones), dtype=np.int64)
         self.prompt_tokens = np.zeros((n_populations, n_zones), dtype=np.int64)
         self.cached_tokens = np.zeros((n_populations, n_zones), dtype=np.int64)  # prompt tokens from prefix caches
-        shape = (len(METRICS), n_populations * n_zones, _N_BUCKETS)
-        self.hist = np.zeros(shape, dtype=np.int64)
+        self.hist_by_population = np.zeros((len(METRICS), n_populations, _N_BUCKETS), dtype=np.int64)
+        self.hist_by_zone = np.zeros((len(METRICS), n_zones, _N_BUCKETS), dtype=np.int64)
         self._buf_group: list[int] = []
         self._buf: tuple[list[float], list[float], list[float]] = ([], [], [])
         self._buf_tokens: list[int] = []
@@ -93,13 +95,15 @@ class RunStats:
         groups = np.asarray(self._buf_group, dtype=np.int64)
         n_groups = self.n_populations * self.n_zones
         values = [np.asarray(b, dtype=float) for b in self._buf]
+        populations, zones = np.divmod(groups, self.n_zones)
         for m, v in enumerate(values):
             ok = ~np.isnan(v)
             idx = np.clip(
                 (np.log(np.maximum(v[ok], _V_MIN_S) / _V_MIN_S) / _LOG_BASE).astype(np.int64), 0, _N_BUCKETS - 1
             )
-            flat = np.bincount(groups[ok] * _N_BUCKETS + idx, minlength=n_groups * _N_BUCKETS)
-            self.hist[m] += flat.reshape(n_groups, _N_BUCKETS)
+            for hist, group in ((self.hist_by_population, populations), (self.hist_by_zone, zones)):
+                rows = hist.shape[1]
+                hist[m] += np.bincount(group[ok] * _N_BUCKETS + idx, minlength=rows * _N_BUCKETS).reshape(rows, -1)
         ttft, tpot, e2e = values
         good = (ttft <= self.slo_ttft_s) & ~(tpot > self.slo_tpot_s) & (e2e <= self.slo_e2e_s)
         self.completed += np.bincount(groups, minlength=n_groups).reshape(self.completed.shape)
@@ -123,10 +127,20 @@ class RunStats:
         self._buf_cached = []
 
     def quantiles(self, metric: str, populations: slice | list[int], zones: slice | list[int]) -> dict[str, float]:
-        """p50/p90/p99 (bucket upper edges) over the given populations × zones; NaN when empty."""
-        hist = self.hist[METRICS.index(metric)].reshape(self.n_populations, self.n_zones, _N_BUCKETS)
-        counts = hist[populations][:, zones].reshape(-1, _N_BUCKETS).sum(axis=0)
-        return quantiles_from_counts(counts)
+        """p50/p90/p99 (bucket upper edges) over the given populations across every zone, or the given
+        zones across every population; NaN when empty."""
+        return quantiles_from_counts(self.counts(metric, populations, zones))
+
+    def counts(self, metric: str, populations: slice | list[int], zones: slice | list[int]) -> np.ndarray:
+        """The histogram (counts per bucket) of `metric` over populations × zones, one side whole."""
+        m = METRICS.index(metric)
+        pops = np.arange(self.n_populations)[populations]
+        zone_ids = np.arange(self.n_zones)[zones]
+        if len(set(zone_ids.tolist())) == self.n_zones:
+            return self.hist_by_population[m, pops].sum(axis=0)
+        if len(set(pops.tolist())) == self.n_populations:
+            return self.hist_by_zone[m, zone_ids].sum(axis=0)
+        raise ValueError("latency quantiles are kept per population and per zone: take every zone or every population")
 
 
 def quantiles_from_counts(counts: np.ndarray) -> dict[str, float]:

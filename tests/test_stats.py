@@ -60,3 +60,17 @@ def test_retries_are_counted_by_population_and_zone_and_reported():
     assert data["populations"][0]["retries"] == 3 and data["zones"][0]["retries"] == 3
     assert data["grid"]["arrivals"] == data["grid"]["completed"] + data["grid"]["failed"]  # not an outcome
     assert "retries 3" in format_table(report)
+
+
+def test_histograms_grow_with_populations_plus_zones_not_their_product():
+    """Issue 18: 60 populations × 90 zones kept as pairs would be 270 MB of histograms."""
+    stats = RunStats(60, 90, Slo())
+    pair_bytes = 3 * 60 * 90 * stats.hist_by_zone.shape[-1] * 8
+    assert stats.hist_by_population.nbytes + stats.hist_by_zone.nbytes < pair_bytes / 30
+    stats.finished(3, 7, 0.2, 0.01, 1.0, 10, 10)
+    stats.finished(4, 7, 0.4, 0.01, 1.0, 10, 10)
+    stats.flush()
+    assert stats.quantiles("ttft_s", [3], slice(None))["p50"] == pytest.approx(0.2, rel=0.011)
+    assert stats.quantiles("ttft_s", slice(None), [7])["p99"] == pytest.approx(0.4, rel=0.011)
+    with pytest.raises(ValueError, match="per population and per zone"):
+        stats.quantiles("ttft_s", [3], [7])

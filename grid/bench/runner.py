@@ -25,7 +25,7 @@ from grid.economics import cost_usd, gpu_hours
 from grid.errors import GridInputError
 from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
 from grid.scenario import load_scenario
-from grid.stats import _LOG_BASE, _V_MIN_S, METRICS
+from grid.stats import _LOG_BASE, _V_MIN_S
 
 UTILIZATION_SAMPLE_S = 10.0
 
@@ -64,7 +64,7 @@ class UtilizationSampler(Sink):
 
 def ttft_histogram(stats) -> tuple[list[int], list[int]]:
     """The run's TTFT histogram over all requests: (bucket indices, counts), nonzero only."""
-    counts = stats.hist[METRICS.index("ttft_s")].sum(axis=0)
+    counts = stats.counts("ttft_s", slice(None), slice(None))
     nonzero = np.nonzero(counts)[0]
     return nonzero.tolist(), counts[nonzero].tolist()
 
