@@ -82,13 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(run=_live("up"))
 
-    demo = commands.add_parser("demo", help="run the live grid under a minute of load, beside the simulator")
-    add_scenario_args(demo)
-    demo.add_argument("--duration", dest="duration_s", type=duration_arg, default=60.0, help="load duration")
-    demo.add_argument(
-        "--rate-scale", type=positive_float_arg, help="multiply the scenario's arrival rates (default 0.04: 20 req/s)"
+    demo = commands.add_parser(
+        "demo", help="the demo world live beside the simulator: an evening, a region failing, a timeline, a report"
     )
-    demo.add_argument("--json", action="store_true", help="print both reports as JSON")
+    add_scenario_args(demo)
+    demo.set_defaults(scenario="demo")
+    demo.add_argument("--duration", dest="duration_s", type=duration_arg, help="default: the scenario's (150 s)")
+    demo.add_argument("--rate-scale", type=positive_float_arg, help="multiply the scenario's arrival rates (default 1)")
+    demo.add_argument("--html", help="where to write the HTML report (default grid-demo.html; '' for none)")
+    demo.add_argument("--json", action="store_true", help="print both reports as JSON instead")
     demo.set_defaults(run=_live("demo"))
 
     from grid.bench.cli import add_bench_parser

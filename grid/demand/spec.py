@@ -118,6 +118,9 @@ class Demand(_Strict):
     scale: float = Field(default=1.0, ge=0)
     start_utc: dt.datetime = dt.datetime(2026, 11, 23, 18, 0, tzinfo=dt.UTC)
     diurnal: Diurnal | None = None
+    # Seconds of the demand's day per second of run: 1 is real time; 240 plays an evening's 10 hours
+    # in 150 s (the demo). It moves the diurnal curve only: tariffs keep the run's own clock.
+    day_speed: float = Field(default=1.0, gt=0)
     sizes: Sizes
     flash_crowds: list[FlashCrowd] = []
     trace: TraceReplay | None = None

@@ -40,10 +40,13 @@ def apply_load_report(
         zv.cached_units_s = report_s
 
 
-def apply_replicas(zv: ZoneView, serving: int, warming: int, draining: int) -> bool:
+def apply_replicas(zv: ZoneView, serving: int, warming: int, draining: int, spot: int | None = None) -> bool:
     """A zone's fleet into the router's view (part of its load report in both drivers): capacity and
-    KV room follow the serving replicas. True when whether it serves at all changed (candidates)."""
+    KV room follow the serving replicas; `spot` of those paid for are spot (None: as last reported).
+    True when whether it serves at all changed (candidates)."""
     was_serving = zv.replicas > 0
+    if spot is not None:
+        zv.spot = spot
     zv.replicas = serving
     zv.warming = warming
     zv.draining = draining

@@ -10,8 +10,8 @@ from grid.errors import GridInputError
 from grid.live.gateway import GatewaySettings
 from grid.scenario import DEFAULT_SCENARIO, load_scenario
 
-DEMO_RATE_SCALE = 0.04  # of the default world's 500 req/s daily mean: what this 2-core machine serves live
-DEMO_DURATION_S = 60.0
+DEMO_SCENARIO = "demo"  # regions/scenarios/demo.yaml: the default world with a fleet 2 cores can fill live
+DEMO_HTML = "grid-demo.html"
 DEMO_STREAM_INTERVAL_S = 0.05  # token chunks every 50 ms: ~2.5x fewer SSE events than `grid up` (20 ms) on 2 cores
 
 
@@ -101,44 +101,36 @@ def up(args) -> int:
 
 
 def demo(args) -> int:
-    """About a minute of open-loop load from every population, live through HTTP, beside the simulator."""
-    from grid.live.experiment import print_side_by_side, run_live, run_simulated
+    """The demo world (regions/scenarios/demo.yaml) live beside the simulator: a compressed evening
+    with a region failing in its peak, a timeline every 10 s, the summary and an HTML report."""
+    from pathlib import Path
 
-    scenario = load_scenario(_arg(args, "scenario", DEFAULT_SCENARIO), dict(_arg(args, "overrides", [])))
-    policy = _arg(args, "policy")
-    duration_s = float(_arg(args, "duration_s", DEMO_DURATION_S))
-    rate_scale = float(_arg(args, "rate_scale", DEMO_RATE_SCALE))
+    from grid.demo.run import run_demo
+    from grid.live.experiment import run_simulated
+
+    scenario = load_scenario(_arg(args, "scenario", DEMO_SCENARIO), run_overrides(args))
+    duration_s = float(_arg(args, "duration_s", scenario.duration_s))
+    rate_scale = float(_arg(args, "rate_scale", 1.0))
     seed = int(_arg(args, "seed", scenario.seed))
-    as_json = bool(_arg(args, "json", False))
     if duration_s <= 0 or rate_scale <= 0:
         raise GridInputError("demo: --duration and --rate-scale must be > 0")
-    log = (lambda *a, **k: print(*a, file=sys.stderr, flush=True)) if as_json else print
-    log(
-        f"grid demo: scenario {scenario.name}, {duration_s:.0f} s of open-loop load at rate scale {rate_scale} "
-        f"({scenario.demand.rate_rps * scenario.demand.scale * rate_scale:.1f} req/s daily mean) from "
-        f"{len(scenario.populations)} populations, seed {seed}"
-    )
-    live = run_live(scenario, policy, duration_s, rate_scale, seed, stream_interval_s=DEMO_STREAM_INTERVAL_S, log=log)
-    sim = run_simulated(scenario, policy, duration_s, rate_scale, seed)
-    if as_json:
+    if bool(_arg(args, "json", False)):
+        from grid.live.experiment import run_live
+
+        log = lambda *a, **k: print(*a, file=sys.stderr, flush=True)  # noqa: E731
+        live = run_live(scenario, None, duration_s, rate_scale, seed, stream_interval_s=DEMO_STREAM_INTERVAL_S, log=log)
+        sim = run_simulated(scenario, None, duration_s, rate_scale, seed)
         print(json.dumps({"live": live.report.to_dict(), "simulated": sim.to_dict(), "client": live.client}, indent=2))
         return 0
-    print_side_by_side(
-        live.report,
-        sim,
-        live.client,
-        "LIVE (Ray zone actors, HTTP gateway, wall clock)",
-        "SIMULATED (same scenario, arrivals, rate, duration, seed)",
+    html = _arg(args, "html", DEMO_HTML)
+    print(
+        f"grid demo: scenario {scenario.name}, {duration_s:.0f} s of open-loop load "
+        f"({scenario.demand.rate_rps * scenario.demand.scale * rate_scale:.1f} req/s daily mean, the day "
+        f"{scenario.demand.day_speed:g}× faster) from {len(scenario.populations)} populations, seed {seed}",
+        flush=True,
     )
-    client = live.client
-    if client.get("client_ttft_s"):
-        print(
-            f"load generator: {client['sent']} sent, statuses {client['statuses']}, "
-            f"send lateness p99 {client['send_lateness_s'].get('p99', 0) * 1000:.1f} ms"
-        )
-    if live.intake_s and live.intake_s["count"]:
-        print(
-            f"gateway intake (a request's first byte to its handler): mean {live.intake_s['mean'] * 1000:.1f} ms, "
-            f"p99 ≤ {live.intake_s['p99'] * 1000:g} ms"
-        )
+    run_demo(
+        scenario, None, duration_s, rate_scale, seed, Path(html) if html else None, DEMO_STREAM_INTERVAL_S,
+        out=lambda *a: print(*a, flush=True),
+    )  # fmt: skip
     return 0

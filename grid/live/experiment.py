@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from grid.demand.arrivals import PrefixedChunk
 from grid.demand.plan import demand_plan
+from grid.dispatch.sinks import Sink
 from grid.live.gateway import GatewaySettings
 from grid.live.loadgen import LoadProcess, Schedule
 from grid.live.server import (
@@ -78,8 +80,12 @@ def run_live(
     drain_s: float = 20.0,
     stream_interval_s: float = DEFAULT_STREAM_INTERVAL_S,
     log=print,
+    sinks_at: Callable[[float], list[Sink]] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> LiveResult:
-    """Start Ray, the zone actors and the gateway; replay the schedule through HTTP; stop everything."""
+    """Start Ray, the zone actors and the gateway; replay the schedule through HTTP; stop everything.
+    `sinks_at(t_go_s)` gives sinks to attach as the load begins (at `t_go_s` of the gateway's clock);
+    `progress(elapsed_s)` is called every 10 s of the run instead of the in-flight log line."""
     schedule = arrival_schedule(scenario, duration_s, rate_scale, seed)
     started = time.monotonic()
     grid = build_live_grid(
@@ -90,14 +96,27 @@ def run_live(
     )
     try:
         return run_async(
-            _run_live(grid, scenario, schedule, duration_s, rate_scale, seed, stream_share, drain_s, started, log)
+            _run_live(
+                grid,
+                scenario,
+                schedule,
+                duration_s,
+                rate_scale,
+                seed,
+                stream_share,
+                drain_s,
+                started,
+                log,
+                sinks_at,
+                progress,
+            )  # fmt: skip
         )
     finally:
         grid.close()
 
 
 async def _run_live(
-    grid, scenario, schedule, duration_s, rate_scale, seed, stream_share, drain_s, started, log
+    grid, scenario, schedule, duration_s, rate_scale, seed, stream_share, drain_s, started, log, sinks_at, progress
 ) -> LiveResult:
     port = free_port()
     server = uvicorn_server(grid.app, "127.0.0.1", port)
@@ -116,11 +135,16 @@ async def _run_live(
         gateway.reset_stats()
         before = await gateway.zone_figures()
         t_go = gateway.now()
+        for sink in sinks_at(t_go) if sinks_at else ():
+            gateway.sinks.add(sink)
         gateway.start_timeline()  # the scenario's t = 0 (autoscaling decisions, faults) is the load's
         load.go()
         while (left := t_go + duration_s - gateway.now()) > 0:
-            await asyncio.sleep(min(left, 10.0))
-            if left > 10.0:
+            elapsed_s = gateway.now() - t_go
+            await asyncio.sleep(min(left, 10.0 * (1 + elapsed_s // 10.0) - elapsed_s))  # to the next 10 s mark
+            if progress is not None:
+                progress(gateway.now() - t_go)
+            elif left > 10.0:
                 log(f"  t={gateway.now() - t_go:4.0f} s · in flight {len(gateway.live)}")
         stats, in_flight = gateway.snapshot_stats()
         after = await gateway.zone_figures()

@@ -124,6 +124,7 @@ class GatewayState:
             self.deliver,
             self.fail_admitted,
             self.loop_lag,
+            self.sinks,
         )
         self.monitor.cached_units = bool(getattr(self.policy, "reads_cached_units", False))
         self.live: dict[int, _Live] = {}
@@ -228,8 +229,7 @@ class GatewayState:
         next_gc_s = self.now() + FULL_GC_EVERY_S
         while True:
             now = self.now()
-            if self.metrics is not None:
-                self.metrics.tick(now)
+            self.sinks.tick(now)  # as the simulator's once-a-second tick: metrics accrue cost, timelines sample
             if now >= next_gc_s:
                 gc.collect()
                 next_gc_s = now + FULL_GC_EVERY_S

@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from grid.dispatch.reports import apply_load_report, apply_replicas
 from grid.dispatch.settings import report_tick_s
+from grid.dispatch.sinks import Sinks
 from grid.live.health import HealthSettings, ZoneHealth
 from grid.live.loop_lag import LoopLag
 from grid.live.zone_actor import PREEMPTED, REPORT_ID, UPDATE_FAILED
@@ -59,8 +60,10 @@ class HealthMonitor:
         deliver: Callable[[int, list], None],
         fail_admitted: Callable[[int, str | None, str | None], list[int]],
         lag: LoopLag | None = None,
+        sinks: Sinks | None = None,
     ) -> None:
         self.view = view
+        self.sinks = sinks if sinks is not None else Sinks()  # zone reports and health go out as the simulator's
         self.links = links
         self.health = health
         self.settings = settings
@@ -77,7 +80,6 @@ class HealthMonitor:
         n = len(links)
         self.sent_total = [0] * n  # requests sent to each zone (the dispatch side counts them)
         self.reports: list[dict | None] = [None] * n
-        self.spot_paid = [0] * n  # spot replicas each zone pays for, as last reported (the cost metric)
         # Requests a spot preemption failed, per zone, not yet reported as failed attempts: the market
         # took replicas, the zone is healthy, so they do not count towards outlier ejection.
         self.preempted = [0] * n
@@ -116,7 +118,7 @@ class HealthMonitor:
                 self._apply(zi, report, report["report_s"] - self.clock_offset_s[zi])
 
     async def _check(self, zi: int) -> None:
-        link, health, zv = self.links[zi], self.health[zi], self.view.zones[zi]
+        link, health = self.links[zi], self.health[zi]
         try:
             asked, report, answered = await self._timed_report(link)
         except asyncio.CancelledError:
@@ -141,9 +143,6 @@ class HealthMonitor:
         self._learn_offset(zi, asked, report, answered)
         self.reports[zi] = report
         self.update_eligibility(zi, "report")
-        if self.metrics is not None:
-            age_s = max(0.0, self.now() - zv.report_s)
-            self.metrics.observe_zone_report(zi, zv.up, zv.running, zv.waiting, zv.kv_usage, zv.utilization, age_s)
 
     def _apply(self, zi: int, report: dict, report_s: float) -> None:
         """A load report into the routing view (`report_s` on the gateway's clock)."""
@@ -153,17 +152,14 @@ class HealthMonitor:
         )  # fmt: skip
         if "replicas" in report:
             self.apply_fleet(zi, report["replicas"], report["paid"][1])
+        self.sinks.zone_reported(zi, self.view.zones[zi], self.now())
 
     def apply_fleet(self, zi: int, counts: tuple[int, int, int], spot: int | None = None) -> None:
         """A zone's replicas (serving, warming, draining) from its report into the view, by the
-        dispatch core's rule (`apply_replicas`, as the simulator's reports do), and the metrics
-        (`spot`: how many it pays for as spot; a fresh report does not say: the last one stands)."""
-        if apply_replicas(self.view.zones[zi], *counts):
+        dispatch core's rule (`apply_replicas`, as the simulator's reports do); `spot`: how many it pays
+        for as spot (a fresh report does not say: the last one stands). Sinks hear of it with the report."""
+        if apply_replicas(self.view.zones[zi], *counts, spot):
             self.view.refresh_candidates()
-        if spot is not None:
-            self.spot_paid[zi] = spot
-        if self.metrics is not None:
-            self.metrics.observe_zone_fleet(zi, *counts, self.now(), self.spot_paid[zi])
 
     def on_updates(self, zi: int, updates: list) -> None:
         """Updates from zone `zi`: fresh load reports into the view, the rest to their requests."""
@@ -180,6 +176,7 @@ class HealthMonitor:
                 apply_load_report(zv, outstanding, waiting, kv_usage, utilization, ttft_ewma_s, report_s)
                 if update[5] is not None:  # the zone's replicas by state
                     self.apply_fleet(zi, update[5])
+                self.sinks.zone_reported(zi, zv, self.now())
             updates = kept
         if updates:
             self.deliver(zi, updates)
@@ -207,8 +204,7 @@ class HealthMonitor:
             zv.up = eligible
             self.health_log.append((self.now(), zi, eligible, reason))
             self.view.refresh_candidates()
-            if self.metrics is not None:
-                self.metrics.set_zone_up(zi, eligible)
+            self.sinks.zone_health(zi, eligible, self.now())
 
     def request_failed(self, zi: int, reason: str) -> None:
         """A request failed on zone `zi` (passive outlier ejection; not for what a preemption failed)."""

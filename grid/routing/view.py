@@ -35,6 +35,7 @@ class ZoneView:
         "kv_tokens_per_replica",
         "warming",
         "draining",
+        "spot",
         "up",
         "outstanding",
         "waiting",
@@ -83,6 +84,7 @@ class ZoneView:
         self.kv_tokens_per_replica = kv_cache_tokens // per if kv_tokens_per_replica is None else kv_tokens_per_replica
         self.warming = 0
         self.draining = 0
+        self.spot = 0  # of the replicas paid for, those bought as spot (prices its cost; routing ignores it)
         self.up = True
         self.outstanding = 0  # admitted and unfinished, as last reported
         self.waiting = 0

@@ -212,7 +212,7 @@ class _Run(Hedging):
             zone, zv = zones[zi], zone_views[zi]
             if zone.fleet_version != fleet_seen[zi]:  # replicas came or went: capacity and candidates follow
                 fleet_seen[zi] = zone.fleet_version
-                if apply_replicas(zv, *zone.counts()):
+                if apply_replicas(zv, *zone.counts(), zone.billing[-1][2]):
                     view.refresh_candidates()
             zv.up, room = zone.up, zone.kv_cache_tokens * zone.replicas
             kv, units = zone.kv_used / room if room else 0.0, zone.cached_units(snapshot) if summaries else None

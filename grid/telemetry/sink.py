@@ -98,8 +98,7 @@ class MetricsSink(Sink):
             view.utilization,
             max(0.0, now_s - view.report_s),
         )
-        # the view knows no spot split: the cost per hour counts every replica at the on-demand price
-        self.metrics.observe_zone_fleet(zone, view.replicas, view.warming, view.draining, now_s)
+        self.metrics.observe_zone_fleet(zone, view.replicas, view.warming, view.draining, now_s, view.spot)
 
     def zone_health(self, zone: int, up: bool, now_s: float) -> None:
         self.metrics.set_zone_up(zone, up)

@@ -57,3 +57,14 @@ def test_size_specs_fixed_and_exponential():
     assert set(prompt.tolist()) == {230}
     assert output.mean() == pytest.approx(200, rel=0.02) and output.min() >= 1
     assert mean_tokens(SizeSpec(dist="fixed", mean=230)) == 230
+
+
+def test_a_sped_up_day_plays_the_same_curve_in_less_time():
+    """demand.day_speed 240: 150 s of run cover the 10 hours real time covers in 36,000 s."""
+    real = load_scenario("default")
+    fast = load_scenario("default", {"demand.day_speed": 240})
+    m_real = DemandModel(real.demand, real.populations)
+    m_fast = DemandModel(fast.demand, fast.populations)
+    for t_s in (0.0, 37.5, 150.0):
+        np.testing.assert_allclose(m_fast.rates_rps(t_s), m_real.rates_rps(t_s * 240))
+    assert np.diff(m_fast.window_edges(150.0)).max() == pytest.approx(2.5)  # ≤ 10 min of the day each
