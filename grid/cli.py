@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 from grid.cli_args import (
@@ -28,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=duration_arg, help="simulated time, e.g. 10m, 1h (default: the scenario's)")
     sim.add_argument("--rate-scale", type=positive_float_arg, default=1.0, help="multiply every arrival rate")
     sim.add_argument("--records", metavar="FILE", help="write one CSV row per request to FILE")
+    sim.add_argument(
+        "--replay",
+        metavar="RECORDS",
+        help="replay the exact arrivals of a run's --records (same scenario, --duration and --seed) under "
+        "--policy, and compare request by request",
+    )
     sim.add_argument(
         "--metrics-out",
         metavar="FILE",
@@ -90,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", dest="duration_s", type=duration_arg, help="default: the scenario's (150 s)")
     demo.add_argument("--rate-scale", type=positive_float_arg, help="multiply the scenario's arrival rates (default 1)")
     demo.add_argument("--html", help="where to write the HTML report (default grid-demo.html; '' for none)")
+    demo.add_argument("--records", metavar="FILE", help="write the live run's records (grid sim --replay FILE)")
     demo.add_argument("--json", action="store_true", help="print both reports as JSON instead")
     demo.set_defaults(run=_live("demo"))
 
@@ -129,15 +138,23 @@ def _run_sim(args: argparse.Namespace) -> int:
             open(args.records, "w").close()
         except OSError as exc:
             raise GridInputError(f"{args.records}: cannot write the records file: {exc.strerror}") from None
+    recorded = None
+    records_path = args.records
+    if args.replay:
+        from grid.sim.replay import read_records
+
+        recorded = read_records(args.replay, len(scenario.populations))
+        records_path = records_path or tempfile.mkstemp(prefix="grid-replay-", suffix=".csv")[1]
     sim = Simulation(
         scenario,
         policy=args.policy,
         seed=args.seed,
         duration_s=args.duration,
         rate_scale=args.rate_scale,
-        records_path=args.records,
+        records_path=records_path,
         progress=progress,
         autoscaler=args.autoscaler,
+        replay=recorded.arrivals if recorded else None,
     )
     recorder = None
     if args.metrics_out:
@@ -152,6 +169,13 @@ def _run_sim(args: argparse.Namespace) -> int:
         if recorder is not None:
             recorder.close()
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_table(report))
+    if recorded is not None:
+        from grid.sim.replay import compare, format_diff, read_records
+
+        diff = compare(recorded, read_records(records_path, len(scenario.populations)), sim.world.population_ids)
+        if records_path != args.records:
+            os.unlink(records_path)
+        print(format_diff(diff, args.replay, sim.policy.name), file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from grid.demo.html_report import fault_windows, render
 from grid.demo.timeline import Timeline, Window
+from grid.dispatch.recording import RecordsSink
+from grid.dispatch.sinks import Sink
 from grid.live.experiment import LiveResult, format_comparison, run_live
 from grid.report import Report, format_table
 from grid.scenario import Scenario
@@ -100,7 +102,9 @@ def run_demo(
     html_path: Path | None,
     stream_interval_s: float,
     out=print,
+    records_path: Path | None = None,
 ) -> DemoRun:
+    """The demo; `records_path`: the live run's records (`grid sim --replay` replays them)."""
     world = build_world(scenario)
     sim_timeline = Timeline(world)
     run = Simulation(scenario, policy, seed, duration_s, rate_scale, sinks=[sim_timeline])
@@ -108,10 +112,14 @@ def run_demo(
     live_timelines: list[Timeline] = []
     printed = 0
 
-    def sinks_at(t_go_s: float) -> list[Timeline]:
+    records: list[RecordsSink] = []
+
+    def sinks_at(t_go_s: float) -> list[Sink]:
         live_timelines.append(Timeline(world, origin_s=t_go_s))
+        if records_path is not None:
+            records.append(RecordsSink(records_path, origin_s=t_go_s))
         out(header(sim_timeline))
-        return live_timelines
+        return [*live_timelines, *records]
 
     def progress(elapsed_s: float) -> None:
         nonlocal printed
@@ -119,10 +127,14 @@ def run_demo(
 
     for start, end, label in fault_windows(scenario):
         out(f"fault: {label} from {start:g} s to {end:g} s")
-    live = run_live(
-        scenario, policy, duration_s, rate_scale, seed, stream_interval_s=stream_interval_s, log=out,
-        sinks_at=sinks_at, progress=progress,
-    )  # fmt: skip
+    try:
+        live = run_live(
+            scenario, policy, duration_s, rate_scale, seed, stream_interval_s=stream_interval_s, log=out,
+            sinks_at=sinks_at, progress=progress,
+        )  # fmt: skip
+    finally:
+        for sink in records:
+            sink.close()
     live_timeline = live_timelines[0]
     print_windows(sim_timeline, live_timeline, printed, math.ceil(duration_s / live_timeline.window_s), out)
     out("")

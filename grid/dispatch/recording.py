@@ -68,25 +68,38 @@ class StatsSink(Sink):
 
 
 class RecordsSink(Sink):
-    """One CSV row per ended request (`grid sim --records`): what `grid bench` and replays read."""
+    """One CSV row per request (`grid sim --records`): what `grid bench` and replays read. A row is
+    written when its request ends; those still in flight when the run stops are written at `close()`
+    with status `open`, so the file holds every arrival (a replay needs them all). Arrival times are
+    written at full precision (`repr`): a replay must see the very same instants."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, origin_s: float = 0.0) -> None:
+        self.origin_s = origin_s  # the driver's clock at the run's start (the live gateway's is older)
         self._file = Path(path).open("w", newline="")  # noqa: SIM115 — open for the whole run; close() ends it
         self._writer = csv.writer(self._file)
         self._writer.writerow(RECORD_FIELDS)
+        self._in_flight: dict[int, Request] = {}
+
+    def arrived(self, request: Request, now_s: float) -> None:
+        self._in_flight[request.id] = request
 
     def ended(self, request: Request, outcome: Outcome, now_s: float) -> None:
+        if self._in_flight.pop(request.id, None) is None:
+            return  # it arrived before recording began (live: before the load's start)
+        self._write(request, outcome, request.status or "open")
+
+    def _write(self, request: Request, outcome: Outcome, status: str) -> None:
         queue = request.scheduled_s - request.admit_s if request.scheduled_s >= 0 and request.admit_s >= 0 else math.nan
         self._writer.writerow(
             (
                 request.id,
                 request.population,
                 request.zone,
-                f"{request.arrival_s:.6f}",
+                repr(request.arrival_s - self.origin_s),
                 request.prompt_tokens,
                 request.output_tokens,
                 f"{request.rtt_s * 1000:.3f}",
-                request.status or "open",
+                status,
                 _fmt(outcome.ttft_s),
                 _fmt(outcome.tpot_s),
                 _fmt(outcome.e2e_s),
@@ -97,6 +110,9 @@ class RecordsSink(Sink):
         )
 
     def close(self) -> None:
+        for request in sorted(self._in_flight.values(), key=lambda r: r.id):
+            self._write(request, Outcome("open", request.zone), "open")  # even if its zone had finished it
+        self._in_flight.clear()
         self._file.close()
 
 

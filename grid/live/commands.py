@@ -129,8 +129,14 @@ def demo(args) -> int:
         f"{scenario.demand.day_speed:g}× faster) from {len(scenario.populations)} populations, seed {seed}",
         flush=True,
     )
+    records = _arg(args, "records")
+    if records:
+        try:
+            open(records, "w").close()
+        except OSError as exc:
+            raise GridInputError(f"{records}: cannot write the records file: {exc.strerror}") from None
     run_demo(
         scenario, None, duration_s, rate_scale, seed, Path(html) if html else None, DEMO_STREAM_INTERVAL_S,
-        out=lambda *a: print(*a, flush=True),
+        out=lambda *a: print(*a, flush=True), records_path=Path(records) if records else None,
     )  # fmt: skip
     return 0

@@ -69,6 +69,7 @@ class Simulation:
         arrivals: Arrivals | None = None,
         sinks: Iterable[Sink] = (),
         autoscaler: str | None = None,
+        replay: ArrivalChunk | None = None,
     ) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
@@ -95,6 +96,8 @@ class Simulation:
         self.records_path = Path(records_path) if records_path else None
         self.progress = progress
         self.arrivals = arrivals if arrivals is not None else self.scenario_arrivals
+        if replay is not None:  # a recorded run's arrivals; the rest (world, drain) as the scenario's run
+            self.arrivals = lambda rng: iter([replay])
         self.sinks = list(sinks)
         self.in_flight = 0
         self.dispatch: Dispatch | None = None

@@ -263,8 +263,9 @@ def test_zone_down_fails_in_flight_refuses_then_serves_again():
 
 
 def test_records_hold_every_ended_request_even_unroutable_ones(tmp_path):
-    """`records_path` writes one row per ended request. Requests that found no zone up (rejected
-    before routing) are counted in the report but were missing from the records (simulator bug)."""
+    """`records_path` writes one row per request: ended ones, and those in flight at the end as
+    `open`. Requests that found no zone up (rejected before routing) are counted in the report but
+    were missing from the records (simulator bug)."""
     scenario = load_scenario(
         "mmc",
         overrides={"faults": [{"at_s": DOWN_AT_S, "kind": "zone_down", "zone": "lab-1", "duration_s": DOWN_FOR_S}]},
@@ -278,4 +279,5 @@ def test_records_hold_every_ended_request_even_unroutable_ones(tmp_path):
     assert statuses[REJECTED] == grid["rejected"], statuses
     assert statuses[ERROR] == grid["failed"]
     assert statuses[STOP] == grid["completed"]
-    assert len(rows) == grid["arrivals"] - grid["in_flight"]
+    assert statuses["open"] == grid["in_flight"]
+    assert len(rows) == grid["arrivals"]
