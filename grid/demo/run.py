@@ -8,6 +8,7 @@ for both clocks, one line each. At the end: the side-by-side summary, the checks
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ from grid.scenario import Scenario
 from grid.sim.simulator import Simulation
 from grid.world import build_world
 
+# The zone links' and health monitor's warnings (a killed actor's failed calls, its restart) would bury
+# the timeline; its `down` column and the fault lines tell that story.
+QUIET_LOGGERS = ("grid.live.health_monitor", "grid.live.zone_link")
 TTFT_P50_TARGET = 0.10  # |live / simulated − 1| over the whole run
 PEAK_UTILIZATION_TARGET = 0.50
 
@@ -127,6 +131,9 @@ def run_demo(
 
     for start, end, label in fault_windows(scenario):
         out(f"fault: {label} from {start:g} s to {end:g} s")
+    quieted = [(logging.getLogger(name), logging.getLogger(name).level) for name in QUIET_LOGGERS]
+    for logger, _ in quieted:
+        logger.setLevel(logging.ERROR)
     try:
         live = run_live(
             scenario, policy, duration_s, rate_scale, seed, stream_interval_s=stream_interval_s, log=out,
@@ -135,6 +142,8 @@ def run_demo(
     finally:
         for sink in records:
             sink.close()
+        for logger, level in quieted:
+            logger.setLevel(level)
     live_timeline = live_timelines[0]
     print_windows(sim_timeline, live_timeline, printed, math.ceil(duration_s / live_timeline.window_s), out)
     out("")
