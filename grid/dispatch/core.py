@@ -21,12 +21,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import replace
 
 from grid.dispatch.limits import CONTEXT_LENGTH, fit_answer, prompt_fits
 from grid.dispatch.recording import StatsSink
 from grid.dispatch.settings import DispatchSettings
 from grid.dispatch.sinks import Outcome, Sinks
 from grid.errors import GridInputError
+from grid.routing.explain import Explanation, unexplained
 from grid.routing.policy import Policy
 from grid.routing.view import GridView
 from grid.serving.request import CANCELLED, ERROR, REJECTED, Request
@@ -127,7 +129,7 @@ class Dispatch:
         candidates = view.candidates[request.population]
         if not candidates:
             return -1
-        if self.sinks.to_routed:  # timed: someone reads the decision's cost
+        if self.sinks.to_routed or self.sinks.to_decided:  # timed, or explained: someone reads the decision
             return self._decide(self._choose, request, candidates, now_s, candidates[0])
         view.now_s = now_s
         try:  # the hot path of `_decide`, untimed
@@ -164,6 +166,8 @@ class Dispatch:
         view = self.view
         view.now_s = now_s
         timed = bool(self.sinks.to_routed)  # its cost goes to the route metric, when someone reads it
+        explained = bool(self.sinks.to_decided) and hook is self._choose  # hedge copies are not explained
+        why = self._explain(request, candidates) if explained else None
         if timed:
             started = time.perf_counter()
         try:
@@ -172,7 +176,30 @@ class Dispatch:
             return self._policy_raised(exc, hook, request, now_s, fallback)
         if timed:
             self.decision_s = time.perf_counter() - started
-        return zi if zi in candidates else self._outside(zi, hook, now_s, fallback)
+        zi = zi if zi in candidates else self._outside(zi, hook, now_s, fallback)
+        if explained:
+            self._explained(request, candidates, why, zi, now_s)
+        return zi
+
+    def _explain(self, request: Request, candidates: list[int]) -> Explanation | None:
+        """The policy's explanation, on the view `choose` is about to see; None when it has none or its
+        `explain` failed (the decision still happens)."""
+        explain = getattr(self.policy, "explain", None)
+        if explain is None:
+            return None
+        try:
+            return explain(request, candidates, self.view)
+        except Exception:
+            log.exception("policy %s: explain failed; the decision is recorded unexplained", self.policy_name)
+            return None
+
+    def _explained(self, request: Request, candidates: list[int], why: Explanation | None, zi: int, now: float) -> None:
+        if why is None:
+            rtt = self.view.rtt_s[request.population]
+            why = unexplained(self.policy_name, candidates, rtt, zi)
+        elif why.winner != zi:  # a policy whose explanation does not match its choice: say so, keep the choice
+            why = replace(why, winner=zi, reason=f"chose differently from its explanation ({why.reason})")
+        self.sinks.decided(request, why, now)
 
     def _policy_raised(self, exc: Exception, hook, request: Request, now_s: float, fallback: int) -> int:
         if not self.contain:

@@ -15,6 +15,7 @@ import logging
 import math
 from typing import NamedTuple
 
+from grid.routing.explain import Explanation
 from grid.routing.view import ZoneView
 from grid.serving.request import Request
 
@@ -47,6 +48,10 @@ class Sink:
     def retried(self, request: Request, from_zone: int, reason: str, to_zone: int | None, now_s: float) -> None:
         """The attempt at `from_zone` failed with `reason` and the request goes to `to_zone`."""
 
+    def decided(self, request: Request, explanation: Explanation, now_s: float) -> None:
+        """Why the policy sent this attempt where it did (`grid.routing.explain`). The dispatch core
+        builds explanations only while some sink overrides this: they cost a pass over the candidates."""
+
     def hedged(self, request: Request, zone: int, outcome: str, now_s: float) -> None:
         """A hedge copy at `zone` ended: won | lost | failed."""
 
@@ -74,13 +79,16 @@ class Sinks(Sink):
     Only the events a sink overrides are sent to it, so a driver pays nothing for the rest; the
     per-request events (arrived, routed, ended) loop inline, as they run for every request."""
 
-    EVENTS = ("arrived", "routed", "retried", "hedged", "ended", "zone_reported", "zone_health", "scaled", "tick")
+    EVENTS = (
+        "arrived", "routed", "retried", "decided", "hedged", "ended", "zone_reported", "zone_health", "scaled", "tick",
+    )  # fmt: skip
 
     def __init__(self, sinks: list[Sink] | tuple[Sink, ...] = ()) -> None:
         self.sinks: list[Sink] = []
         self._warned: set[tuple[int, str]] = set()
         self._to: dict[str, list] = {event: [] for event in self.EVENTS}
         self.to_arrived, self.to_routed, self.to_ended = self._to["arrived"], self._to["routed"], self._to["ended"]
+        self.to_decided = self._to["decided"]
         for sink in sinks:
             self.add(sink)
 
@@ -133,6 +141,9 @@ class Sinks(Sink):
 
     def hedged(self, request, zone, outcome, now_s) -> None:
         self._each("hedged", request, zone, outcome, now_s)
+
+    def decided(self, request, explanation, now_s) -> None:
+        self._each("decided", request, explanation, now_s)
 
     def zone_reported(self, zone, view, now_s) -> None:
         self._each("zone_reported", zone, view, now_s)

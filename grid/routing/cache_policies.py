@@ -17,7 +17,9 @@ the issue's goals compare against.
 
 from __future__ import annotations
 
-from grid.routing.policies import LatencyAware, estimated_utilization, predicted_ttft_s
+from grid.routing import explain as ex
+from grid.routing.explain import Explanation, Row
+from grid.routing.policies import LatencyAware, describe_ttft, estimated_utilization, latency_terms, predicted_ttft_s
 from grid.routing.prefix_index import held_units
 from grid.routing.view import GridView
 from grid.serving.request import Request
@@ -67,6 +69,31 @@ class CacheAware(LatencyAware):
         choice = best if best >= 0 else fallback
         self.record(request, choice)
         return choice
+
+    def latency_rows(self, request: Request, candidates: list[int], view: GridView) -> list[Row]:
+        """`choose`'s terms: the cache-weighted score, and headroom or a cache that excuses its lack."""
+        if not request.prefix_hashes:
+            return super().latency_rows(request, candidates, view)
+        low = min(self.load(view, z) for z in candidates)
+        rows = []
+        for zone in candidates:
+            hit = self.expected_hit_tokens(request, view, zone)
+            u = estimated_utilization(view, zone)
+            score = self._score_s(request, view, zone, hit, u)
+            headroom = u < self.headroom_utilization
+            excused = bool(hit) and not headroom and self.cache_excuses(view, zone, low)
+            terms = latency_terms(request, view, zone, self.stale_after_s)
+            cache_s = predicted_ttft_s(request, view, zone, self.stale_after_s) - score
+            terms |= {
+                "hit_tokens": float(hit),
+                "cache_s": cache_s,
+                "headroom": float(headroom),
+                "cache_excuses_load": float(excused),
+                "queue_allows": float(self.queue_allows(view, zone)),
+                "load": self.load(view, zone),
+            }
+            rows.append(Row(zone, terms, score, headroom or excused))
+        return rows
 
     def score_s(self, request: Request, view: GridView, zone: int) -> float:
         """Predicted client TTFT at `zone`, less the prefill its expected hit saves, weighted by load."""
@@ -133,6 +160,25 @@ class PrefixAware(CacheAware):
                 self.record(request, best)
                 return best
         return super().choose(request, candidates, view)
+
+    def explain(self, request: Request, candidates: list[int], view: GridView) -> Explanation:
+        if not request.prefix_hashes or len(candidates) == 1:
+            return super().explain(request, candidates, view)
+        rows = self.latency_rows(request, candidates, view)
+        loads = [r.terms["load"] for r in rows]
+        high, low = max(loads), min(loads)
+        balanced = high - low <= self.balance_abs_threshold or high <= self.balance_rel_threshold * low
+        threshold = self.cache_threshold * request.prompt_tokens
+        any_ok = any(r.eligible for r in rows)
+
+        def reason(zone: int, r: Row) -> str:
+            if balanced and r.terms["hit_tokens"] > threshold and r.terms["queue_allows"]:
+                hit = r.terms["hit_tokens"]
+                return f"longest cached prefix ({hit:.0f} of {request.prompt_tokens} tokens), grid balanced"
+            return describe_ttft(r.score, r.terms, any_ok)
+
+        return ex.make(self.name, "longest_hit_or_lowest", rows, reason, balanced=float(balanced),
+                       threshold_tokens=threshold)  # fmt: skip
 
 
 class KvAware(CacheAware):

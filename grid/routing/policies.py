@@ -11,6 +11,8 @@ import collections
 import itertools
 import math
 
+from grid.routing import explain as ex
+from grid.routing.explain import Explanation, Row
 from grid.routing.policy import Policy
 from grid.routing.prefix_index import PrefixIndex
 from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
@@ -32,6 +34,12 @@ class Nearest(Policy):
             ties += 1
         return candidates[int(self.rng.random() * ties)] if ties > 1 else candidates[0]
 
+    def explain(self, request: Request, candidates: list[int], view: GridView) -> Explanation:
+        winner = peek(self.rng, lambda: self.choose(request, candidates, view))
+        rtt = view.rtt_s[request.population]
+        rows = [Row(z, {"rtt_s": rtt[z], "drawn": float(z == winner)}) for z in candidates]
+        return ex.make(self.name, "drawn", rows, lambda z, r: f"nearest ({r.terms['rtt_s'] * 1000:.0f} ms RTT)")
+
 
 class RoundRobin(Policy):
     """Each reachable zone in turn, ignoring distance and load (a classic L4 balancer)."""
@@ -40,10 +48,14 @@ class RoundRobin(Policy):
 
     def __init__(self, rng=None) -> None:
         super().__init__(rng)
-        self._turn = itertools.count()
+        self._turn = 0
 
     def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
-        return candidates[next(self._turn) % len(candidates)]
+        self._turn += 1
+        return candidates[(self._turn - 1) % len(candidates)]
+
+    def explain(self, request: Request, candidates: list[int], view: GridView) -> Explanation:
+        return drawn(self.name, candidates, candidates[self._turn % len(candidates)], "its turn")
 
 
 class Random(Policy):
@@ -53,6 +65,10 @@ class Random(Policy):
 
     def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         return candidates[int(self.rng.random() * len(candidates))]
+
+    def explain(self, request: Request, candidates: list[int], view: GridView) -> Explanation:
+        winner = peek(self.rng, lambda: self.choose(request, candidates, view))
+        return drawn(self.name, candidates, winner, "drawn at random")
 
 
 class Weighted(Policy):
@@ -64,6 +80,10 @@ class Weighted(Policy):
         cumulative = list(itertools.accumulate(view.zones[i].capacity_rps for i in candidates))
         return candidates[bisect.bisect_right(cumulative, self.rng.random() * cumulative[-1])]
 
+    def explain(self, request: Request, candidates: list[int], view: GridView) -> Explanation:
+        winner = peek(self.rng, lambda: self.choose(request, candidates, view))
+        return drawn(self.name, candidates, winner, "drawn at random, weighted by capacity")
+
 
 class LeastOutstanding(Policy):
     """Fewest reported outstanding requests per replica (Envoy's least_request over all hosts)."""
@@ -73,6 +93,10 @@ class LeastOutstanding(Policy):
     def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         zones = view.zones
         return min(candidates, key=lambda i: zones[i].load)
+
+    def explain(self, request: Request, candidates: list[int], view: GridView) -> Explanation:
+        rows = [Row(z, {"load": view.zones[z].load}, view.zones[z].load) for z in candidates]
+        return ex.make(self.name, "least", rows, lambda z, r: f"fewest outstanding per replica ({r.score:.1f})")
 
 
 class PowerOfTwoChoices(Policy):
@@ -95,6 +119,21 @@ class PowerOfTwoChoices(Policy):
         if load_a == load_b:
             return a if first < second else b  # candidates are nearest first
         return a if load_a < load_b else b
+
+    def explain(self, request: Request, candidates: list[int], view: GridView) -> Explanation:
+        if len(candidates) == 1:
+            return ex.make(self.name, "least", [Row(candidates[0], {}, 0.0)], lambda z, r: "the only candidate")
+        n = len(candidates)
+
+        def pair() -> tuple[int, int]:
+            first = int(self.rng.random() * n)
+            second = int(self.rng.random() * (n - 1))
+            return candidates[first], candidates[second + (second >= first)]
+
+        a, b = peek(self.rng, pair)
+        rows = [Row(z, {"load": view.zones[z].load, "sampled": 1.0 if z == a else 2.0 if z == b else 0.0},
+                    view.zones[z].load) for z in candidates]  # fmt: skip
+        return ex.make(self.name, "sampled_pair", rows, lambda z, r: f"less loaded of two sampled ({r.score:.1f})")
 
 
 UTILIZATION_MEMORY_S = 1.0  # the zones' utilization is a rate decayed over this (grid/serving/zone.py)
@@ -129,6 +168,48 @@ def predicted_ttft_s(request: Request, view: GridView, zone: int, stale_after_s:
     stale_s = age_s - stale_after_s if age_s > stale_after_s else 0.0
     floor_s = z.first_token_floor_s + request.prompt_tokens * z.prefill_s_per_token
     return view.rtt_s[request.population][zone] + floor_s + wait_s + stale_s
+
+
+def peek(rng, draw):
+    """What `draw()` gives with `rng` as it is, leaving `rng` as it was (so `choose` draws the same)."""
+    state = rng.getstate()
+    try:
+        return draw()
+    finally:
+        rng.setstate(state)
+
+
+def drawn(policy: str, candidates: list[int], winner: int, why: str) -> Explanation:
+    rows = [Row(z, {"drawn": float(z == winner)}) for z in candidates]
+    return ex.make(policy, "drawn", rows, lambda z, r: why)
+
+
+def latency_terms(request: Request, view: GridView, zone: int, stale_after_s: float) -> dict[str, float]:
+    """`predicted_ttft_s`'s parts: RTT, frontend + prefill, queue wait, staleness penalty; and u."""
+    z = view.zones[zone]
+    u = min(estimated_utilization(view, zone), 0.95)
+    age_s = view.now_s - z.report_s
+    queue_s = (
+        (z.waiting + z.sent_since_report) / z.capacity_rps + z.replicas / z.capacity_rps * u / (1.0 - u)
+        if z.capacity_rps > 0
+        else math.inf
+    )
+    return {
+        "rtt_s": view.rtt_s[request.population][zone],
+        "prefill_s": z.first_token_floor_s + request.prompt_tokens * z.prefill_s_per_token,
+        "queue_s": queue_s,
+        "stale_s": max(0.0, age_s - stale_after_s),
+        "utilization": estimated_utilization(view, zone),
+    }
+
+
+def describe_ttft(score_s: float, terms: dict[str, float], eligible_any: bool) -> str:
+    why = "lowest predicted TTFT" + (" among zones with headroom" if eligible_any else " (no zone had headroom)")
+    ms = {k: v * 1000 for k, v in terms.items() if k.endswith("_s")}
+    parts = f"RTT {ms['rtt_s']:.0f} + prefill {ms['prefill_s']:.0f} + queue {ms['queue_s']:.0f}"
+    if terms.get("cache_s"):
+        parts += f" − cache {terms['cache_s'] * 1000:.0f}"
+    return f"{why}: {score_s * 1000:.0f} ms ({parts} ms)"
 
 
 class LatencyAware(Policy):
@@ -184,6 +265,25 @@ class LatencyAware(Policy):
         if score is not None:
             self.record(request, choice)
         return choice
+
+    def explain(self, request: Request, candidates: list[int], view: GridView) -> Explanation:
+        rows = self.latency_rows(request, candidates, view)
+        any_ok = any(r.eligible for r in rows)
+        return ex.make(self.name, "lowest_eligible", rows, lambda z, r: describe_ttft(r.score, r.terms, any_ok))
+
+    def latency_rows(self, request: Request, candidates: list[int], view: GridView) -> list[Row]:
+        """Each candidate's terms, its score as `choose` ranks it, and the headroom rule."""
+        rows = []
+        for zone in candidates:
+            terms = latency_terms(request, view, zone, self.stale_after_s)
+            if request.prefix_hashes:
+                score = self.score_s(request, view, zone)
+                terms["cache_s"] = predicted_ttft_s(request, view, zone, self.stale_after_s) - score
+            else:
+                score = predicted_ttft_s(request, view, zone, self.stale_after_s)
+            eligible = estimated_utilization(view, zone) < self.headroom_utilization
+            rows.append(Row(zone, terms | {"headroom": float(eligible)}, score, eligible))
+        return rows
 
     def record(self, request: Request, zone: int) -> None:
         """`request` goes to `zone`: its prompt's prefix will be cached there (the index exists: every
@@ -270,6 +370,20 @@ class SloSpillover(LatencyAware):
                 return zone
         return super().choose(request, candidates, view)
 
+    def explain(self, request: Request, candidates: list[int], view: GridView) -> Explanation:
+        target_s = _ttft_target_s(view, self.slo_fraction)
+        rows = [
+            Row(r.zone, r.terms, r.score, _meets_target(request, view, r.zone, target_s, self))
+            for r in self.latency_rows(request, candidates, view)
+        ]
+        met = any(r.eligible for r in rows)
+        return ex.make(
+            self.name, "spill_nearest", rows,
+            lambda z, r: f"nearest zone predicted within {target_s * 1000:.0f} ms" if met
+            else describe_ttft(r.score, r.terms, any(x.terms["headroom"] for x in rows)),
+            target_s=target_s,
+        )  # fmt: skip
+
 
 class _CheapestMeetingSlo(LatencyAware):
     """Among zones predicted to meet the TTFT SLO, the one with the lowest `cost(view, zone)`; ties
@@ -293,6 +407,22 @@ class _CheapestMeetingSlo(LatencyAware):
             if key < best_key:
                 best, best_key = zone, key
         return best if best >= 0 else super().choose(request, candidates, view)
+
+    def explain(self, request: Request, candidates: list[int], view: GridView) -> Explanation:
+        target_s = _ttft_target_s(view, self.slo_fraction)
+        rows = []
+        for r in self.latency_rows(request, candidates, view):
+            predicted = predicted_ttft_s(request, view, r.zone, self.stale_after_s)
+            terms = r.terms | {"cost": self.cost(view, r.zone), "predicted_s": predicted}
+            rows.append(Row(r.zone, terms, r.score, r.eligible and predicted <= target_s))
+        met, headroom = any(r.eligible for r in rows), any(r.terms["headroom"] for r in rows)
+        what = self.name.split("_")[0]
+        return ex.make(
+            self.name, "cheapest_meeting", rows,
+            lambda z, r: f"lowest {what} ({r.terms['cost']:.4g}) of the zones predicted within {target_s * 1000:.0f} ms"
+            if met else describe_ttft(r.score, r.terms, headroom),
+            target_s=target_s,
+        )  # fmt: skip
 
 
 class CostAware(_CheapestMeetingSlo):
