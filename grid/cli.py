@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     from grid.scale_cli import add_scale_parser
 
     add_scale_parser(commands)
+    from grid.explain_cli import add_explain_parser
+
+    add_explain_parser(commands)
     from grid.loadtest import add_loadtest_parser
 
     add_loadtest_parser(commands)

@@ -19,6 +19,7 @@ from grid.dispatch.recording import RecordsSink
 from grid.dispatch.sinks import Sink
 from grid.live.experiment import LiveResult, format_comparison, run_live
 from grid.report import Report, format_table
+from grid.routing.crossing import Crossing
 from grid.scenario import Scenario
 from grid.sim.simulator import Simulation
 from grid.world import build_world
@@ -121,7 +122,7 @@ def run_demo(
     def sinks_at(t_go_s: float) -> list[Sink]:
         live_timelines.append(Timeline(world, origin_s=t_go_s))
         if records_path is not None:
-            records.append(RecordsSink(records_path, origin_s=t_go_s))
+            records.append(RecordsSink(records_path, origin_s=t_go_s, crossing=Crossing(world)))
         out(header(sim_timeline))
         return [*live_timelines, *records]
 

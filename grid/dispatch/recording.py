@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from grid.dispatch.limits import CONTEXT_LENGTH
 from grid.dispatch.sinks import Outcome, Sink
+from grid.routing.explain import Explanation
 from grid.serving.request import LENGTH, REJECTED, STOP, Request
 from grid.stats import RunStats
 
 RECORD_FIELDS = (
     "id", "population", "zone", "arrival_s", "prompt_tokens", "output_tokens", "rtt_ms",
     "status", "ttft_s", "tpot_s", "e2e_s", "queue_s", "retries", "reason",
+    "decision_rule", "decision_reason", "crossed_because",
 )  # fmt: skip
 
 
@@ -73,8 +76,14 @@ class RecordsSink(Sink):
     with status `open`, so the file holds every arrival (a replay needs them all). Arrival times are
     written at full precision (`repr`): a replay must see the very same instants."""
 
-    def __init__(self, path: str | Path, origin_s: float = 0.0) -> None:
+    def __init__(
+        self, path: str | Path, origin_s: float = 0.0, crossing: Callable[[int, Explanation], str] | None = None
+    ) -> None:
         self.origin_s = origin_s  # the driver's clock at the run's start (the live gateway's is older)
+        # Why each request went where it went: its last decision's rule and reason, and why it left its
+        # home region (`grid.routing.crossing`); `grid explain` summarises these columns.
+        self.crossing = crossing
+        self._decisions: dict[int, tuple[str, str, str]] = {}
         self._file = Path(path).open("w", newline="")  # noqa: SIM115 — open for the whole run; close() ends it
         self._writer = csv.writer(self._file)
         self._writer.writerow(RECORD_FIELDS)
@@ -87,6 +96,10 @@ class RecordsSink(Sink):
         if self._in_flight.pop(request.id, None) is None:
             return  # it arrived before recording began (live: before the load's start)
         self._write(request, outcome, request.status or "open")
+
+    def decided(self, request: Request, explanation: Explanation, now_s: float) -> None:
+        crossed = self.crossing(request.population, explanation) if self.crossing else ""
+        self._decisions[request.id] = (explanation.rule, explanation.reason, crossed)
 
     def _write(self, request: Request, outcome: Outcome, status: str) -> None:
         queue = request.scheduled_s - request.admit_s if request.scheduled_s >= 0 and request.admit_s >= 0 else math.nan
@@ -106,6 +119,7 @@ class RecordsSink(Sink):
                 _fmt(queue),
                 outcome.retries,
                 outcome.reason,
+                *self._decisions.pop(request.id, ("", "", "")),
             )  # fmt: skip
         )
 

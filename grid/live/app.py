@@ -260,6 +260,14 @@ def create_app(
         body["t_s"] = gateway.now()  # the gateway's clock, for rates between polls
         return body
 
+    @app.get("/grid/decisions/{request_id}")
+    async def grid_decision(request_id: int):
+        """Why request `request_id` (its answer's x-grid-request-id) went where it went, while recent."""
+        found = gateway.decisions.get(request_id) if gateway.decisions is not None else None
+        if found is None:
+            raise api.ApiError(404, f"No recent decision for request {request_id}.", code="decision_not_found")
+        return found
+
     @app.get("/grid/world")
     async def grid_world():
         return world_json(scenario, gateway.world)

@@ -87,6 +87,7 @@ class GatewaySettings:
     retry_after_s: float = 1.0
     apply_faults: bool = True  # play the scenario's fault schedule in wall time from app start
     timeline_on_start: bool = True  # False: autoscaling and scheduled faults wait for start_timeline()
+    explain_decisions: bool = True  # x-grid-decision and /grid/decisions/{id} (grid.live.decisions)
     autoscaler: str | None = None  # NAME or module:Class (grid.scaling); None: the scenario's autoscaling.policy
     # resilience
     health: HealthSettings = HealthSettings()
@@ -285,6 +286,9 @@ class GridGateway(GatewayState):
         request.zone = zi
         rtt = self.view.rtt_s[population][zi]  # finite: the choice was among reachable zones, just now
         headers = {**self._route_headers[population][zi], "x-grid-attempts": str(request.attempts)}
+        headers["x-grid-request-id"] = str(request.id)
+        if self.decisions is not None and (why := self.decisions.header(request.id)) is not None:
+            headers["x-grid-decision"] = why
         if self._jitter_ratio > 0:
             rtt *= 1.0 + self._jitter.expovariate(1.0 / self._jitter_ratio)
         request.rtt_s = rtt

@@ -28,6 +28,7 @@ from grid.dispatch.sinks import Sinks
 from grid.faults import NetworkState
 from grid.live.autoscaling import LiveFleet
 from grid.live.cluster import ZoneHandles
+from grid.live.decisions import DecisionLog
 from grid.live.fault_control import FaultController
 from grid.live.health import ZoneHealth
 from grid.live.health_monitor import HealthMonitor, zone_down_figures
@@ -96,6 +97,11 @@ class GatewayState:
         self.stats = self.new_stats()
         self.stats_sink = StatsSink(self.stats)
         self.sinks = Sinks()
+        # Every decision explained (a pass over the candidates each): the x-grid-decision header and
+        # /grid/decisions/{id} (grid.live.decisions); off with GatewaySettings.explain_decisions.
+        self.decisions = DecisionLog(self.world) if settings.explain_decisions else None
+        if self.decisions is not None:
+            self.sinks.add(self.decisions)
         self.dispatch = Dispatch(
             self.policy, self.view, self.dispatch_settings, self.stats_sink, self.sinks, self.world.population_ids,
             contain_policy_errors=True,

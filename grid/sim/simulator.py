@@ -32,6 +32,7 @@ from grid.dispatch.settings import DispatchSettings, build_view, client_zone_rtt
 from grid.dispatch.sinks import Outcome, Sink, Sinks
 from grid.faults import LINK_DELAY, PARTITION, SPOT_PREEMPT, ZONE_DOWN, ZONE_SLOW, ZONE_UP, NetworkState, fault_timeline
 from grid.report import Report, ZoneFigures, build_report
+from grid.routing.crossing import Crossing
 from grid.routing.registry import make_policy
 from grid.routing.view import GridView
 from grid.scenario import Scenario
@@ -110,7 +111,7 @@ class Simulation:
     def run(self) -> Report:
         rng = np.random.default_rng(self.seed)
         jitter_rng = np.random.default_rng([self.seed, 1])  # its own stream: jitter never shifts arrivals
-        records = RecordsSink(self.records_path) if self.records_path else None
+        records = RecordsSink(self.records_path, crossing=Crossing(self.world)) if self.records_path else None
         sinks = Sinks([*([records] if records else []), *self.sinks])
         self.fleet.sinks = sinks
         if self.fleet.enabled:
