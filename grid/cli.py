@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=duration_arg, help="simulated time, e.g. 10m, 1h (default: the scenario's)")
     sim.add_argument("--rate-scale", type=positive_float_arg, default=1.0, help="multiply every arrival rate")
     sim.add_argument("--records", metavar="FILE", help="write one CSV row per request to FILE")
+    sim.add_argument("--decisions", metavar="FILE", help="write every routing decision, explained, as JSON lines")
     sim.add_argument(
         "--replay",
         metavar="RECORDS",
@@ -166,11 +167,21 @@ def _run_sim(args: argparse.Namespace) -> int:
 
         recorder = open_recorder(scenario, args.metrics_out, sim.policy.name, supports_hedging(sim.policy))
         sim.sinks.append(recorder)
+    decisions = None
+    if args.decisions:
+        from grid.dispatch.recording import DecisionsSink
+
+        try:
+            decisions = DecisionsSink(args.decisions, sim.world.zone_ids, sim.world.population_ids)
+        except OSError as exc:
+            raise GridInputError(f"{args.decisions}: cannot write the decisions file: {exc.strerror}") from None
+        sim.sinks.append(decisions)
     try:
         report = sim.run()
     finally:
-        if recorder is not None:
-            recorder.close()
+        for sink in (recorder, decisions):
+            if sink is not None:
+                sink.close()
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_table(report))
     if recorded is not None:
         from grid.sim.replay import compare, format_diff, read_records

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 import subprocess
 import sys
 
 from grid.routing.crossing import REASONS
+from grid.routing.explain import Explanation, Row, recompute
 
 
 def grid(*args: str) -> subprocess.CompletedProcess:
@@ -39,3 +42,17 @@ def test_explain_refuses_what_is_not_records(tmp_path):
     assert out.returncode == 2 and "bad.csv:1: no decision columns" in out.stderr and "Traceback" not in out.stderr
     missing = grid("explain", str(tmp_path / "nope.csv"))
     assert missing.returncode == 2 and "nope.csv: cannot read the records" in missing.stderr
+
+
+def test_sim_writes_every_decision_in_full(tmp_path):
+    """`grid sim --decisions`: one JSON line per routed attempt; each one's terms pick its winner again."""
+    path = tmp_path / "decisions.jsonl"
+    done = grid("sim", "--scenario", "demo", "--duration", "20s", "--set", "demand.scale=1.6", "--decisions", f"{path}")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) > 300
+    for d in lines:
+        ids = [c["zone"] for c in d["candidates"]]
+        rows = tuple(Row(i, {k: v for k, v in c.items() if isinstance(v, float)}, c["score"] if c["score"] is not None
+                         else math.inf, c["eligible"]) for i, c in enumerate(d["candidates"]))  # fmt: skip
+        assert ids[recompute(Explanation(d["policy"], d["rule"], rows, -1, "", d["context"]))] == d["winner"], d

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -132,3 +133,20 @@ class RecordsSink(Sink):
 
 def _fmt(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.6f}"
+
+
+class DecisionsSink(Sink):
+    """Every routing decision in full (`grid sim --decisions FILE`): one JSON line per attempt routed,
+    its candidates with the terms the policy scored, the rule and the winner (as the live grid's
+    /grid/decisions/{id} gives them)."""
+
+    def __init__(self, path: str | Path, zone_ids: list[str], population_ids: list[str]) -> None:
+        self._file = Path(path).open("w")  # noqa: SIM115 — open for the whole run; close() ends it
+        self.zone_ids, self.population_ids = zone_ids, population_ids
+
+    def decided(self, request: Request, explanation: Explanation, now_s: float) -> None:
+        head = {"request_id": request.id, "t_s": round(now_s, 6), "population": self.population_ids[request.population]}
+        self._file.write(json.dumps(head | explanation.to_dict(self.zone_ids)) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
