@@ -261,9 +261,11 @@ def create_app(
         return body
 
     @app.get("/grid/decisions/{request_id}")
-    async def grid_decision(request_id: int):
+    async def grid_decision(request: Request):  # the id read by hand: a bad one is this 404, not a 422
         """Why request `request_id` (its answer's x-grid-request-id) went where it went, while recent."""
-        found = gateway.decisions.get(request_id) if gateway.decisions is not None else None
+        request_id = request.path_params["request_id"]
+        known = gateway.decisions is not None and request_id.isdigit()
+        found = gateway.decisions.get(int(request_id)) if known else None
         if found is None:
             raise api.ApiError(404, f"No recent decision for request {request_id}.", code="decision_not_found")
         return found

@@ -22,5 +22,6 @@ def test_answers_carry_their_decision_and_the_api_explains_it(live):
     ids = [c["zone"] for c in d["candidates"]]
     rows = tuple(Row(i, {}, c["score"], c["eligible"]) for i, c in enumerate(d["candidates"]))
     assert ids[recompute(Explanation(d["policy"], d["rule"], rows, -1, ""))] == zone
-    missing = live.client.get("/grid/decisions/999999999")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "decision_not_found"
+    for missing in ("999999999", "not-a-number"):
+        r = live.client.get(f"/grid/decisions/{missing}")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "decision_not_found", r.text
