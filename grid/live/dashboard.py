@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from grid.demo.land_outline import land_rings
 from grid.live.responses import ABORT, RequestRecord
 from grid.scenario import Scenario
 from grid.serving.request import ERROR, LENGTH, STOP
@@ -123,8 +124,10 @@ class DashboardStats:
 
 
 def world_json(scenario: Scenario, world: World) -> dict:
-    """The scenario's geography for the dashboard map: regions, zones and populations with lat/lon."""
+    """The scenario's geography for the dashboard map: regions, zones and populations with lat/lon,
+    and the land's outline (Natural Earth 1:110m, grid.demo.land_outline) to draw them on."""
     return {
+        "land": land_rings(),
         "regions": [
             {"region": r, "name": reg.name, "lat": reg.lat, "lon": reg.lon}
             for r, reg in ((r, scenario.regions[r]) for r in world.region_ids)

@@ -148,6 +148,7 @@ def test_world_and_zone_fields_for_the_map(dash):
     assert {z["zone"] for z in world["zones"]} == set(dash.scenario.zones)
     assert {p["population"] for p in world["populations"]} == set(dash.scenario.populations)
     assert all(-90 <= x["lat"] <= 90 and -180 <= x["lon"] <= 180 for x in world["regions"] + world["populations"])
+    assert len(world["land"]) > 100 and all(len(ring) >= 4 for ring in world["land"])  # coastlines to draw on
     before = {z["zone"]: z["completed_total"] for z in dash.client.get("/grid/zones").json()["zones"]}
     for population in ("berlin", "dallas"):
         r = _chat(dash.client, dash.model, population)
