@@ -41,20 +41,32 @@ class DemoRun:
 
 
 def header(timeline: Timeline) -> str:
-    regions = " ".join(f"{r[:9]:>9}" for r in timeline.world.region_ids)
-    return f"{'t s':>7} {'clock':<5} {'req/s':>6} {'util':>5} {'spill':>6} {'TTFT p50/p99 ms':>16} {'retry':>5} {'fail':>4}  util by region: {regions}  down"  # noqa: E501
+    regions = " ".join(f"{r[:14]:>14}" for r in timeline.world.region_ids)
+    head = f"{'t s':>7} {'clock':<5} {'req/s':>6} {'util':>5} {'spill':>6} {'TTFT p50/p99 ms':>16} {'retry':>5}"
+    head += f" {'fail':>4}"
+    legend = "each region: requests served per second, the share of them spilled in from other regions, utilization"
+    return f"{legend}\n{head}  {regions}  down"
 
 
 def row(timeline: Timeline, w: Window, clock: str) -> str:
     span = f"{w.start_s:.0f}–{w.start_s + timeline.window_s:.0f}" if clock == "sim" else ""
     util = timeline.grid_utilization(w)
-    regions = " ".join(f"{_pct(w.mean_utilization(r)):>9}" for r in range(len(timeline.world.region_ids)))
+    regions = " ".join(_region_cell(timeline, w, r) for r in range(len(timeline.world.region_ids)))
     down = ",".join(timeline.world.zone_ids[z] for z in sorted(w.down)) or "-"
     ttft = f"{_ms(w.ttft_quantile_s(0.5))}/{_ms(w.ttft_quantile_s(0.99))}"
     return (
         f"{span:>7} {clock:<5} {w.arrivals / timeline.window_s:6.1f} {_pct(util):>5} {_pct(w.spill_share):>6} "
-        f"{ttft:>16} {w.retried:5d} {w.failed:4d}  {'':16}{regions}  {down}"
+        f"{ttft:>16} {w.retried:5d} {w.failed:4d}  {regions}  {down}"
     )
+
+
+def _region_cell(timeline: Timeline, w: Window, region: int) -> str:
+    """A region's load in the window: requests served per second, the share of them from populations
+    of other regions (spill into it), and its zones' utilization ("down" when none is up)."""
+    served = w.served_by_region[region]
+    spilled_in = _pct(w.spilled_into_region[region] / served) if served else "-"
+    util = _pct(w.mean_utilization(region))
+    return f"{served / timeline.window_s:>5.1f} {spilled_in:>4} {util:>4}"
 
 
 def _pct(value: float) -> str:

@@ -34,12 +34,14 @@ class Window:
     spilled: int = 0  # completed outside the population's home region
     ttft_s: list[float] = field(default_factory=list)
     served_by_region: list[int] = field(default_factory=list)
+    spilled_into_region: list[int] = field(default_factory=list)  # of those, from other regions' populations
     utilization: list[float] = field(default_factory=list)  # per region, mean of its zones' samples
     samples: int = 0
     down: set[int] = field(default_factory=set)  # zones down at any time in the window
 
     def __post_init__(self) -> None:
         self.served_by_region = [0] * self.n_regions
+        self.spilled_into_region = [0] * self.n_regions
         self.utilization = [0.0] * self.n_regions
 
     def ttft_quantile_s(self, q: float) -> float:
@@ -89,7 +91,9 @@ class Timeline(Sink):
             region = self.zone_region[outcome.zone]
             w.completed += 1
             w.served_by_region[region] += 1
-            w.spilled += region != self.home_region[request.population]
+            away = region != self.home_region[request.population]
+            w.spilled += away
+            w.spilled_into_region[region] += away
             w.ttft_s.append(outcome.ttft_s)
             self.flows[request.population, region] += 1
         elif outcome.status == ERROR:
