@@ -49,6 +49,12 @@ def main() -> None:
     parser.add_argument("--autoscaler", default="qps")
     parser.add_argument("--duration-s", type=float, default=90.0)
     parser.add_argument("--crowd", default="berlin", help="the population whose demand jumps from 20 s to 60 s")
+    parser.add_argument(
+        "--policy",
+        default=None,
+        help="routing policy (default: the scenario's latency_aware); `nearest` takes routing noise out, so "
+        "each zone counts the same arrivals in both clocks and the comparison is of scaling alone",
+    )
     parser.add_argument("--factor", type=float, default=4.0, help="the jump's factor")
     parser.add_argument("--json", help="write both reports' scaling sections and the comparison here")
     args = parser.parse_args()
@@ -56,8 +62,8 @@ def main() -> None:
     overrides = {**OVERRIDES, "autoscaling.policy": args.autoscaler, "demand.flash_crowds": crowd}
     scenario = load_scenario(str(ROOT / "loadtests/grid.yaml"), overrides)
     load_start = os.getloadavg()
-    sim = run_simulated(scenario, None, args.duration_s, 1.0, scenario.seed)
-    live = run_live(scenario, None, args.duration_s, 1.0, scenario.seed, drain_s=10.0)
+    sim = run_simulated(scenario, args.policy, args.duration_s, 1.0, scenario.seed)
+    live = run_live(scenario, args.policy, args.duration_s, 1.0, scenario.seed, drain_s=10.0)
     interval = scenario.autoscaling.interval_s
     sim_events = events_by_zone(sim.meta["scaling"]["events"])
     live_scaling = live.report.meta["scaling"]

@@ -60,6 +60,7 @@ class LiveFleet(FleetDriver):
         """The control loop: a decision every `interval_s` after `epoch_s` of the gateway's clock (the
         scenario's t = 0, as the simulator's from its start); a late wake-up skips the ones it missed."""
         interval_s = self.settings.interval_s
+        self.controller.begin(epoch_s)  # rates over the time since the epoch, as the simulator's since 0
         next_s = epoch_s + interval_s
         while True:
             await asyncio.sleep(max(0.0, next_s - self.gateway.now()))

@@ -66,6 +66,12 @@ class ScalingController(Sink):
         self._last_s = 0.0
         self.policy_errors = 0
 
+    def begin(self, now_s: float) -> None:
+        """The scenario's timeline starts at `now_s` (0 in the simulator; the load's start live): the
+        first decision's rates are over the time since, and nothing routed before counts."""
+        self._last_s = now_s
+        self._routed[:] = 0.0
+
     # --- a sink of the dispatch core: what was routed where ------------------------------------
 
     def routed(self, request: Request, zone: int, rtt_s: float, decision_s: float, now_s: float) -> None:
