@@ -251,6 +251,10 @@ class GridMetrics(MetricFamilies):
         z["report_age"].set(report_age_s)
         self._utilization[zone_id] = utilization if up else 0.0
 
+    def observe_report_age(self, zone: str | int, report_age_s: float) -> None:
+        """How old the gateway's last load report of `zone` is now (between reports it only grows)."""
+        self._z[self._zone(zone)]["report_age"].set(report_age_s)
+
     def set_zone_up(self, zone: str | int, up: bool) -> None:
         """A zone's health changed outside a report (a fault, an actor that stopped answering)."""
         zone_id = self._zone(zone)

@@ -15,7 +15,7 @@ from the events (`Outcome`, `rtt_s`, `decision_s`) and `now_s` only dates report
 | | and `observe_zone_fleet(...)` from its replicas by state |
 | `zone_health` | `set_zone_up(zone, up)` |
 | `scaled` | `observe_scaling(zone, reason)` |
-| `tick` | `tick(now_s)` (cost, energy, carbon) |
+| `tick` | `tick(now_s)` (cost, energy, carbon) and each reported zone's report age now |
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class MetricsSink(Sink):
         self.metrics = metrics
         self.hedging = metrics.hedges is not None
         self.unattributed = 0
+        self._views: dict[int, ZoneView] = {}  # each zone's view as last reported: its report ages between ticks
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -89,6 +90,7 @@ class MetricsSink(Sink):
         )
 
     def zone_reported(self, zone: int, view: ZoneView, now_s: float) -> None:
+        self._views[zone] = view
         self.metrics.observe_zone_report(
             zone,
             view.up,
@@ -108,3 +110,5 @@ class MetricsSink(Sink):
 
     def tick(self, now_s: float) -> None:
         self.metrics.tick(now_s)
+        for zone, view in self._views.items():  # a report not renewed grows old: stale signals show
+            self.metrics.observe_report_age(zone, max(0.0, now_s - view.report_s))

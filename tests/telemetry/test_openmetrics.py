@@ -245,8 +245,9 @@ def test_metrics_sink_maps_every_event(scenario):
     sink.zone_health(0, False, 14.5)
     assert get("grid_zone_up", zl) == 0
     sink.tick(0.0)
-    sink.tick(10.0)
+    sink.tick(16.0)
     assert get("grid_cost_usd_total", zl) > 0
+    assert get("grid_load_report_age_seconds", zl) == pytest.approx(2.5)  # no report since: it grew
 
 
 def test_metrics_sink_ignores_hedges_without_hedging(scenario):
