@@ -99,6 +99,8 @@ class RecordsSink(Sink):
         self._write(request, outcome, request.status or "open")
 
     def decided(self, request: Request, explanation: Explanation, now_s: float) -> None:
+        if request.id not in self._in_flight:
+            return  # arrived before recording began: it gets no row
         crossed = self.crossing(request.population, explanation) if self.crossing else ""
         self._decisions[request.id] = (explanation.rule, explanation.reason, crossed)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 TIE_S = 1e-3  # scores within a millisecond tie; the nearer candidate keeps it (as latency_aware's choose)
 
@@ -155,7 +155,7 @@ def make(policy: str, rule: str, rows: list[Row], reason: Callable[[int, Row], s
     draft = Explanation(policy, rule, tuple(rows), -1, "", dict(context))
     winner = RULES[rule](draft)
     row = draft.row(winner)
-    return Explanation(policy, rule, tuple(rows), winner, reason(winner, row) if row else "", dict(context))
+    return replace(draft, winner=winner, reason=reason(winner, row) if row else "")
 
 
 def unexplained(policy: str, candidates: Sequence[int], rtt_s: Sequence[float], winner: int) -> Explanation:

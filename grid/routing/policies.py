@@ -16,7 +16,7 @@ from grid.routing.explain import Explanation, Row
 from grid.routing.policy import Policy
 from grid.routing.prefix_index import PrefixIndex
 from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
-from grid.routing.view import GridView
+from grid.routing.view import HEADROOM_UTILIZATION, GridView
 from grid.serving.request import LENGTH, STOP, Request
 
 
@@ -185,20 +185,18 @@ def drawn(policy: str, candidates: list[int], winner: int, why: str) -> Explanat
 
 
 def latency_terms(request: Request, view: GridView, zone: int, stale_after_s: float) -> dict[str, float]:
-    """`predicted_ttft_s`'s parts: RTT, frontend + prefill, queue wait, staleness penalty; and u."""
+    """`predicted_ttft_s`'s parts: RTT, frontend + prefill, queue wait (the rest of the prediction, so
+    its formula stays in one place), staleness penalty; and the estimated utilization."""
     z = view.zones[zone]
-    u = min(estimated_utilization(view, zone), 0.95)
-    age_s = view.now_s - z.report_s
-    queue_s = (
-        (z.waiting + z.sent_since_report) / z.capacity_rps + z.replicas / z.capacity_rps * u / (1.0 - u)
-        if z.capacity_rps > 0
-        else math.inf
-    )
+    rtt_s = view.rtt_s[request.population][zone]
+    prefill_s = z.first_token_floor_s + request.prompt_tokens * z.prefill_s_per_token
+    stale_s = max(0.0, view.now_s - z.report_s - stale_after_s)
+    predicted_s = predicted_ttft_s(request, view, zone, stale_after_s)
     return {
-        "rtt_s": view.rtt_s[request.population][zone],
-        "prefill_s": z.first_token_floor_s + request.prompt_tokens * z.prefill_s_per_token,
-        "queue_s": queue_s,
-        "stale_s": max(0.0, age_s - stale_after_s),
+        "rtt_s": rtt_s,
+        "prefill_s": prefill_s,
+        "queue_s": predicted_s - rtt_s - prefill_s - stale_s,
+        "stale_s": stale_s,
         "utilization": estimated_utilization(view, zone),
     }
 
@@ -227,7 +225,7 @@ class LatencyAware(Policy):
 
     name = "latency_aware"
     stale_after_s = 5.0
-    headroom_utilization = 1 / 1.4
+    headroom_utilization = HEADROOM_UTILIZATION
 
     def __init__(self, rng=None) -> None:
         super().__init__(rng)

@@ -105,7 +105,9 @@ class ZoneView:
         return self.outstanding / self.replicas if self.replicas else math.inf
 
 
-SPILL_HEADROOM_UTILIZATION = 1 / 1.4  # a spill zone busier than this is picked only when none is less busy
+# Utilization at which a zone has no headroom left (1/1.4: Envoy's overprovisioning factor): latency_aware
+# and its kin use it only when no zone has headroom, and a shortlist's spill picks skip it likewise.
+HEADROOM_UTILIZATION = 1 / 1.4
 
 
 @dataclass
@@ -115,7 +117,7 @@ class GridView:
     `candidates[population]` is what a decision considers: every zone up and reachable, nearest first,
     or with a shortlist (`shortlist_zones` > 0, the scenario's `routing.candidate_zones`) the population's
     nearest `shortlist_zones` of them plus `spill_zones` others with headroom (the nearest whose reported
-    utilization is below `SPILL_HEADROOM_UTILIZATION`), so that a decision costs O(k), not O(zones), and
+    utilization is below `HEADROOM_UTILIZATION`), so that a decision costs O(k), not O(zones), and
     a population whose nearby zones are full still sees where load can go. The spill picks follow load:
     the dispatch core refreshes them every `spill_refresh_s` (`refresh_spill`); the shortlist follows
     health and the network (`refresh_candidates`). A shortlist at least as long as the reachable zones
@@ -161,7 +163,7 @@ class GridView:
                 candidates.append(reachable)
                 continue
             spill = heapq.nsmallest(
-                m, reachable[k:], key=lambda i, row=row: (zones[i].utilization >= SPILL_HEADROOM_UTILIZATION, row[i], i)
+                m, reachable[k:], key=lambda i, row=row: (zones[i].utilization >= HEADROOM_UTILIZATION, row[i], i)
             )
             candidates.append(sorted(reachable[:k] + spill, key=lambda i, row=row: (row[i], i)))
         self.candidates = candidates
