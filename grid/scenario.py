@@ -78,6 +78,13 @@ class Network(_Strict):
     jitter_ratio: float = Field(default=0.05, ge=0, le=10)
     # The least one-way client↔zone delay in both clocks: the live gateway's own path (docs/benchmark-tools.md)
     gateway_hop_ms: float = Field(default=0.0, ge=0, le=1000)  # 0: not modelled (grid.dispatch.settings)
+    # The live gateway's event loop: its share busy with no requests (health checks, metrics, polling
+    # its zones), CPU per request and per streamed token, and cores. The simulator stretches the hop as
+    # the load fills them (grid.dispatch.gateway_stage). Costs 0, 0: not modelled.
+    gateway_idle_load: float = Field(default=0.0, ge=0, lt=1)
+    gateway_cpu_per_request_ms: float = Field(default=0.0, ge=0, le=1000)
+    gateway_cpu_per_token_us: float = Field(default=0.0, ge=0, le=1_000_000)
+    gateway_cores: float = Field(default=1.0, gt=0, le=1024)
     population_rtt_ms: dict[str, dict[str, Annotated[float, Field(ge=0)]]]
     region_rtt_ms: dict[str, dict[str, Annotated[float, Field(ge=0)]]]
 

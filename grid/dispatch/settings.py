@@ -29,6 +29,10 @@ class DispatchSettings:
     slo_ttft_s: float | None
     start_utc: dt.datetime | None
     gateway_hop_s: float = 0.0  # no client↔zone leg shorter than this (`client_zone_rtt_s`)
+    gateway_idle_load: float = 0.0  # the gateway's load-dependent delay (`grid.dispatch.gateway_stage`)
+    gateway_cpu_per_request_s: float = 0.0
+    gateway_cpu_per_token_s: float = 0.0
+    gateway_cores: float = 1.0
     candidate_zones: int = 0  # the view's shortlist per population (0: every zone), + spill_zones
     spill_zones: int = 0
     spill_refresh_s: float = 1.0
@@ -46,6 +50,10 @@ class DispatchSettings:
             slo_ttft_s=scenario.slo.ttft_s,
             start_utc=scenario.demand.start_utc,
             gateway_hop_s=scenario.network.gateway_hop_ms / 1000.0,
+            gateway_idle_load=scenario.network.gateway_idle_load,
+            gateway_cpu_per_request_s=scenario.network.gateway_cpu_per_request_ms / 1e3,
+            gateway_cpu_per_token_s=scenario.network.gateway_cpu_per_token_us / 1e6,
+            gateway_cores=scenario.network.gateway_cores,
             candidate_zones=routing.candidate_zones,
             spill_zones=routing.spill_zones,
             spill_refresh_s=routing.spill_refresh_s,

@@ -68,6 +68,7 @@ class LiveResult:
     zone_reports: list[dict]  # each zone actor's load report once the clients are done
     hedges: dict[str, int] | None  # the gateway's hedge counts (None: the policy does not hedge)
     intake_s: dict[str, float] | None = None  # the gateway's own wait before handlers: mean, p99 (bucket bound)
+    gateway_cpu_s: float = 0.0  # the gateway's event-loop thread's CPU time while the load ran
 
 
 def run_live(
@@ -135,6 +136,7 @@ async def _run_live(
         gateway.reset_stats()
         before = await gateway.zone_figures()
         t_go = gateway.now()
+        cpu_go_s = time.thread_time()  # this coroutine runs on the gateway's event loop: its thread's CPU
         for sink in sinks_at(t_go) if sinks_at else ():
             gateway.sinks.add(sink)
         gateway.start_timeline()  # the scenario's t = 0 (autoscaling decisions, faults) is the load's
@@ -147,6 +149,7 @@ async def _run_live(
             elif left > 10.0:
                 log(f"  t={gateway.now() - t_go:4.0f} s · in flight {len(gateway.live)}")
         stats, in_flight = gateway.snapshot_stats()
+        gateway_cpu_s = time.thread_time() - cpu_go_s
         after = await gateway.zone_figures()
         client = await loop.run_in_executor(None, load.result, drain_s + 30.0)
         zone_reports = [await link.actor.report.remote() for link in gateway.links]
@@ -166,7 +169,7 @@ async def _run_live(
         if gateway.fleet.enabled or gateway.fleet.events:  # on the gateway's clock; the load began at t_go
             meta["scaling"] = {**gateway.fleet.meta(), "load_started_s": t_go}
         report = build_report(scenario, gateway.world, stats, figures, duration_s, meta, in_flight)
-        return LiveResult(report, client, startup_s, zone_reports, hedges, intake)
+        return LiveResult(report, client, startup_s, zone_reports, hedges, intake, gateway_cpu_s)
     finally:
         server.should_exit = True
         await server_task

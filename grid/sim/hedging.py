@@ -24,6 +24,8 @@ class Hedging:
         rtt_s = self.view.rtt_s[original.population][zb]
         if self.jitter_ratio > 0:  # a copy crosses the network like any attempt
             rtt_s *= 1.0 + self.retry_jitter.expovariate(1.0 / self.jitter_ratio)
+        if self.gateway is not None:
+            rtt_s = self.gateway.round_trip_s(rtt_s)
         copy.zone, copy.rtt_s, copy.attempts = zb, rtt_s, 1
         copy.twin, original.twin = original, copy
         self.dispatch.routed(copy, zb, rtt_s, t)

@@ -26,6 +26,7 @@ import numpy as np
 from grid.demand.arrivals import ArrivalChunk
 from grid.demand.plan import demand_plan
 from grid.dispatch.core import BUSY, DOWN, FAILED_ATTEMPT, Attempts, Dispatch, client_times
+from grid.dispatch.gateway_stage import gateway_stage
 from grid.dispatch.recording import RecordsSink, StatsSink
 from grid.dispatch.reports import apply_load_report, apply_replicas
 from grid.dispatch.settings import DispatchSettings, build_view, client_zone_rtt_s, report_tick_s
@@ -158,6 +159,7 @@ class _Run(Hedging):
         self.drain_until_s = self.end_s + 86_400.0  # … or for a day, if requests are stuck (no zone serves)
         self.jitter_rng = jitter_rng
         self.jitter_ratio = sim.settings.jitter_ratio
+        self.gateway = gateway_stage(sim.settings)  # the live gateway's load-dependent delay, if modelled
         self.retry_jitter = random.Random(sim.seed * 1_000_003 + 2)  # its own stream: retries never shift arrivals
         self.heap: list = []
         self.seq = itertools.count().__next__  # tie-breaker: events at one time keep their order
@@ -255,6 +257,8 @@ class _Run(Hedging):
         rtt_s = self.view.rtt_s[request.population][zi]  # finite: candidates are reachable
         if self.jitter_ratio > 0:
             rtt_s *= 1.0 + self.retry_jitter.expovariate(1.0 / self.jitter_ratio)
+        if self.gateway is not None:
+            rtt_s = self.gateway.round_trip_s(rtt_s)
         request.rtt_s = rtt_s
         self.dispatch.routed(request, zi, rtt_s, t)
         self.push(t + 0.5 * rtt_s, _DELIVER, request)
@@ -345,6 +349,7 @@ class _Run(Hedging):
         refresh = self.refresh
         reschedule = self.reschedule
         jitter_ratio = self.jitter_ratio
+        gateway = self.gateway
         for action in fault_timeline(sim.scenario.faults, sim.world):
             if action.at_s <= end_s:
                 heappush(heap, (action.at_s, seq(), _FAULT, action))
@@ -442,12 +447,16 @@ class _Run(Hedging):
                 self.next_id += 1
                 if not arrive(request, t_arrival):
                     continue  # refused: over the context limit
+                if gateway is not None:
+                    gateway.arrive(request.output_tokens, t_arrival)
                 zi = route(request, t_arrival)
                 if zi < 0:  # no zone up and reachable from this population
                     self.reject(request, -1, t_arrival)
                     continue
                 request.zone = zi
                 rtt_s = view.rtt_s[p][zi] * (1.0 + jitter)  # finite: candidates are reachable
+                if gateway is not None:
+                    rtt_s = gateway.round_trip_s(rtt_s)
                 request.rtt_s = rtt_s
                 routed(request, zi, rtt_s, t_arrival)
                 heappush(heap, (t_arrival + 0.5 * rtt_s, seq(), _DELIVER, request))
