@@ -83,6 +83,8 @@ def main() -> None:
         g = report.grid
         print(f"{name:>9}: TTFT p50 {g.ttft_s['p50'] * 1000:.0f} ms, p99 {g.ttft_s['p99'] * 1000:.0f} ms, "
               f"completed {g.completed}, rejected {g.rejected}, failed {g.failed}")  # fmt: skip
+    late = live.client.get("send_lateness_s", {})  # the load generator's own delay: a request sent late counts late
+    print(f"live sends late by p50 {late.get('p50', 0) * 1e3:.1f} ms, p99 {late.get('p99', 0) * 1e3:.1f} ms")
     print(f"load average {load_start[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
     if args.json:
         Path(args.json).write_text(

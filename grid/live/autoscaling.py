@@ -64,8 +64,10 @@ class LiveFleet(FleetDriver):
         next_s = epoch_s + interval_s
         while True:
             await asyncio.sleep(max(0.0, next_s - self.gateway.now()))
-            try:
-                await self.decide(self.gateway.now())
+            try:  # the decision due at `next_s`, as the simulator's: its rates over whole intervals (a
+                # wake-up a few ms late would otherwise divide counts by 1.997 s or 2.003 s and move
+                # a rate sitting exactly on a threshold, as integer counts over whole intervals often do)
+                await self.decide(next_s)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the loop must outlive any one decision
