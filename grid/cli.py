@@ -203,10 +203,10 @@ def _run_scenarios(args: argparse.Namespace) -> int:
 
 
 def _run_policies(args: argparse.Namespace) -> int:
-    from grid.routing.registry import POLICIES
+    from grid.routing.registry import POLICIES, policy_summary
 
     for name, cls in POLICIES.items():
-        print(f"{name:<20}{(cls.__doc__ or '').strip().splitlines()[0]}")
+        print(f"{name:<20}{policy_summary(cls)}")
     return 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,11 +35,19 @@ def _bucket_upper_s() -> np.ndarray:
 
 _UPPER_S = _bucket_upper_s()
 
+# What a RunStats holds beyond its constructor's arguments (see `RunStats.__reduce__`).
+_STATE = (
+    "arrivals", "rejected", "context_rejected", "failed", "completed", "retries", "good", "output_tokens",
+    "prompt_tokens", "cached_tokens", "hist_by_population", "hist_by_zone", "_buf_group", "_buf", "_buf_tokens",
+    "_buf_prompt", "_buf_cached",
+)  # fmt: skip
+
 
 class RunStats:
     """Counts and latency histograms per population and per zone."""
 
     def __init__(self, n_populations: int, n_zones: int, slo: Slo) -> None:
+        self.slo = slo
         self.n_populations = n_populations
         self.n_zones = n_zones
         self.slo_ttft_s = slo.ttft_s
@@ -64,6 +73,16 @@ class RunStats:
         self._buf_tokens: list[int] = []
         self._buf_prompt: list[int] = []
         self._buf_cached: list[int] = []
+
+    # Copies (the live gateway's window snapshots) and pickles go through the constructor and this state:
+    # compiled (`make native`), a RunStats has no instance dict for the default protocol to fill.
+    def __reduce__(self) -> tuple[type[RunStats], tuple[int, int, Slo], dict[str, Any]]:
+        state = {name: getattr(self, name) for name in _STATE}
+        return RunStats, (self.n_populations, self.n_zones, self.slo), state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def finished(
         self,
@@ -168,7 +187,7 @@ class GroupSummary:
     ttft_s: dict[str, float] = field(default_factory=dict)
     tpot_s: dict[str, float] = field(default_factory=dict)
     e2e_s: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # figures, and a few names (home_region, region)
 
     def to_dict(self) -> dict:
         return {
@@ -186,6 +205,6 @@ class GroupSummary:
         }
 
 
-def _clean(value: float) -> float | None:
+def _clean(value: object) -> object:
     """JSON has no NaN: empty groups report null."""
     return None if isinstance(value, float) and math.isnan(value) else value

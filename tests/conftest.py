@@ -102,8 +102,24 @@ def _on_live_alone(items: list[pytest.Item]) -> set[pytest.Item]:
     return {item for item in items if "live" in item.fixturenames and not grids[item] & shared_off_live}
 
 
-@pytest.hookimpl(trylast=True)  # after tests/live/conftest.py's own ordering, which the stable sort keeps
+@pytest.hookimpl(tryfirst=True)  # before pytest's `-m` deselects by the marks (it would not see them after)
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = _relative(item)
+        if path is None:
+            continue
+        name = getattr(item, "originalname", item.name)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        live_by_rule = path.startswith(LIVE_PATHS) or bool(LIVE_FIXTURES & fixtures)
+        if live_by_rule or name in LIVE_TESTS.get(path, ()) or _starts_ray(item):
+            item.add_marker(pytest.mark.live)
+        if name in SLOW_TESTS.get(path, ()) or SLOW_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(trylast=True)  # after tests/live/conftest.py's own ordering, which the stable sort keeps
+def pytest_collection_finish(session):
+    items = session.items
     on_session_ray = set()
     for item in items:
         path = _relative(item)
@@ -111,13 +127,7 @@ def pytest_collection_modifyitems(config, items):
             continue
         name = getattr(item, "originalname", item.name)
         fixtures = set(getattr(item, "fixturenames", ()))
-        starts_ray = _starts_ray(item)
-        live_by_rule = path.startswith(LIVE_PATHS) or bool(LIVE_FIXTURES & fixtures)
-        if live_by_rule or name in LIVE_TESTS.get(path, ()) or starts_ray:
-            item.add_marker(pytest.mark.live)
-        if name in SLOW_TESTS.get(path, ()) or SLOW_FIXTURES & fixtures:
-            item.add_marker(pytest.mark.slow)
-        if "ray_session" in fixtures or starts_ray or name in IN_PROCESS_RAY_TESTS.get(path, ()):
+        if "ray_session" in fixtures or _starts_ray(item) or name in IN_PROCESS_RAY_TESTS.get(path, ()):
             on_session_ray.add(item)
     last = _on_live_alone([item for item in items if item in on_session_ray])
     items.sort(key=lambda item: (item in on_session_ray, item in last))

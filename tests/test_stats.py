@@ -74,3 +74,23 @@ def test_histograms_grow_with_populations_plus_zones_not_their_product():
     assert stats.quantiles("ttft_s", slice(None), [7])["p99"] == pytest.approx(0.4, rel=0.011)
     with pytest.raises(ValueError, match="per population and per zone"):
         stats.quantiles("ttft_s", [3], [7])
+
+
+def test_a_pickled_copy_keeps_every_attribute():
+    """`RunStats.__reduce__` lists the state beyond the constructor's arguments (a compiled RunStats has
+    no instance dict): an attribute added to the class and not to that list would be lost in copies."""
+    import copy
+    import pickle
+
+    from grid.stats import _STATE
+
+    stats = RunStats(2, 3, Slo(ttft_s=1.0, tpot_s=0.1))
+    stats.finished(1, 2, 0.2, 0.01, 1.0, 10, 100, 0)
+    constructed = {"slo", "n_populations", "n_zones", "slo_ttft_s", "slo_tpot_s", "slo_e2e_s"}
+    if hasattr(stats, "__dict__"):  # interpreted: every attribute is either built or listed
+        assert set(vars(stats)) <= constructed | set(_STATE), set(vars(stats)) - constructed - set(_STATE)
+    for twin in (pickle.loads(pickle.dumps(stats)), copy.copy(stats)):
+        twin.flush()
+        stats.flush()
+        assert twin.completed.tolist() == stats.completed.tolist()
+        assert twin.hist_by_zone.sum() == stats.hist_by_zone.sum() > 0

@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from dataclasses import replace
+from typing import Final
 
 from grid.dispatch.limits import CONTEXT_LENGTH, fit_answer, prompt_fits
 from grid.dispatch.recording import StatsSink
@@ -39,7 +40,10 @@ log = logging.getLogger(__name__)
 # Why an attempt failed: the zone refused it (queue full) / was down / failed under it or was
 # unreachable / did not answer in time. A request out of retries ends rejected after "busy", failed
 # otherwise.
-BUSY, DOWN, FAILED_ATTEMPT, TIMEOUT = "busy", "down", "error", "timeout"
+BUSY: Final = "busy"
+DOWN: Final = "down"
+FAILED_ATTEMPT: Final = "error"
+TIMEOUT: Final = "timeout"
 RETRY_REASONS = (BUSY, DOWN, FAILED_ATTEMPT, TIMEOUT)
 HEDGE_OUTCOMES = ("won", "lost", "failed")
 

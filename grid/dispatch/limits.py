@@ -6,9 +6,11 @@ cut where the context ends (finish reason `length`), as vLLM does.
 
 from __future__ import annotations
 
+from typing import Final
+
 from grid.serving.request import LENGTH
 
-CONTEXT_LENGTH = "context_length"  # why a request was refused: its prompt does not fit
+CONTEXT_LENGTH: Final = "context_length"  # why a request was refused: its prompt does not fit
 
 
 def prompt_fits(prompt_tokens: int, context_tokens: int) -> bool:

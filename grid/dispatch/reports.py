@@ -12,7 +12,7 @@ send it less often than load (`cached_units_s` says how old it is). A zone that 
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Hashable
 
 from grid.routing.view import ZoneView
 
@@ -25,7 +25,7 @@ def apply_load_report(
     utilization: float,
     ttft_ewma_s: float,
     report_s: float,
-    cached_units: tuple[Container[int], ...] | None = None,
+    cached_units: tuple[Container[Hashable], ...] | None = None,
 ) -> None:
     zv.outstanding = outstanding
     zv.waiting = waiting

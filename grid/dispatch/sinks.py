@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import NamedTuple
+
+from mypy_extensions import mypyc_attr
 
 from grid.routing.explain import Explanation
 from grid.routing.view import ZoneView
@@ -22,20 +23,37 @@ from grid.serving.request import Request
 log = logging.getLogger(__name__)
 
 
-class Outcome(NamedTuple):
-    """How a request ended, as its client saw it (times in s; NaN when there was none). A named
-    tuple: one is built per request, and a tuple is the cheapest immutable record to build."""
+class Outcome:
+    """How a request ended, as its client saw it (times in s; NaN when there was none). One is built
+    per request: a plain slotted class, which compiled (`make native`) is a native object."""
 
-    status: str  # grid.serving.request: stop | length | error | rejected | cancelled
-    zone: int  # the zone of its last attempt; -1 when no zone was ever tried
-    ttft_s: float = math.nan
-    tpot_s: float = math.nan
-    e2e_s: float = math.nan
-    retries: int = 0
-    reason: str = ""  # why it did not complete (busy, down, error, timeout, context_length, ...)
-    itl_s: list[float] | None = None  # gaps between a stream's chunks as sent (live); None: the TPOT repeated
+    __slots__ = ("status", "zone", "ttft_s", "tpot_s", "e2e_s", "retries", "reason", "itl_s")
+
+    def __init__(
+        self,
+        status: str,  # grid.serving.request: stop | length | error | rejected | cancelled
+        zone: int,  # the zone of its last attempt; -1 when no zone was ever tried
+        ttft_s: float = math.nan,
+        tpot_s: float = math.nan,
+        e2e_s: float = math.nan,
+        retries: int = 0,
+        reason: str = "",  # why it did not complete (busy, down, error, timeout, context_length, ...)
+        itl_s: list[float] | None = None,  # gaps between a stream's chunks as sent (live); None: the TPOT repeated
+    ) -> None:
+        self.status = status
+        self.zone = zone
+        self.ttft_s = ttft_s
+        self.tpot_s = tpot_s
+        self.e2e_s = e2e_s
+        self.retries = retries
+        self.reason = reason
+        self.itl_s = itl_s
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.status!r}, zone={self.zone}, ttft_s={self.ttft_s}, reason={self.reason!r})"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # when compiled (`make native`): other sinks subclass it
 class Sink:
     """A consumer of run events (stats, Prometheus families, records, decision logs)."""
 
@@ -115,44 +133,44 @@ class Sinks(Sink):
             except Exception:
                 self._failed(method, event)
 
-    def arrived(self, request, now_s) -> None:
+    def arrived(self, request: Request, now_s: float) -> None:
         for method in self.to_arrived:
             try:
                 method(request, now_s)
             except Exception:
                 self._failed(method, "arrived")
 
-    def routed(self, request, zone, rtt_s, decision_s, now_s) -> None:
+    def routed(self, request: Request, zone: int, rtt_s: float, decision_s: float, now_s: float) -> None:
         for method in self.to_routed:
             try:
                 method(request, zone, rtt_s, decision_s, now_s)
             except Exception:
                 self._failed(method, "routed")
 
-    def ended(self, request, outcome, now_s) -> None:
+    def ended(self, request: Request, outcome: Outcome, now_s: float) -> None:
         for method in self.to_ended:
             try:
                 method(request, outcome, now_s)
             except Exception:
                 self._failed(method, "ended")
 
-    def retried(self, request, from_zone, reason, to_zone, now_s) -> None:
+    def retried(self, request: Request, from_zone: int, reason: str, to_zone: int | None, now_s: float) -> None:
         self._each("retried", request, from_zone, reason, to_zone, now_s)
 
-    def hedged(self, request, zone, outcome, now_s) -> None:
+    def hedged(self, request: Request, zone: int, outcome: str, now_s: float) -> None:
         self._each("hedged", request, zone, outcome, now_s)
 
-    def decided(self, request, explanation, now_s) -> None:
+    def decided(self, request: Request, explanation: Explanation, now_s: float) -> None:
         self._each("decided", request, explanation, now_s)
 
-    def zone_reported(self, zone, view, now_s) -> None:
+    def zone_reported(self, zone: int, view: ZoneView, now_s: float) -> None:
         self._each("zone_reported", zone, view, now_s)
 
-    def zone_health(self, zone, up, now_s) -> None:
+    def zone_health(self, zone: int, up: bool, now_s: float) -> None:
         self._each("zone_health", zone, up, now_s)
 
-    def scaled(self, zone, reason, replicas, now_s) -> None:
+    def scaled(self, zone: int, reason: str, replicas: int, now_s: float) -> None:
         self._each("scaled", zone, reason, replicas, now_s)
 
-    def tick(self, now_s) -> None:
+    def tick(self, now_s: float) -> None:
         self._each("tick", now_s)

@@ -10,6 +10,9 @@ import bisect
 import collections
 import itertools
 import math
+from typing import ClassVar, Final
+
+from mypy_extensions import mypyc_attr
 
 from grid.routing import explain as ex
 from grid.routing.explain import Explanation, Row
@@ -136,7 +139,7 @@ class PowerOfTwoChoices(Policy):
         return ex.make(self.name, "sampled_pair", rows, lambda z, r: f"less loaded of two sampled ({r.score:.1f})")
 
 
-UTILIZATION_MEMORY_S = 1.0  # the zones' utilization is a rate decayed over this (grid/serving/zone.py)
+UTILIZATION_MEMORY_S: Final = 1.0  # the zones' utilization is a rate decayed over this (grid/serving/zone.py)
 
 
 def estimated_utilization(view: GridView, zone: int) -> float:
@@ -210,6 +213,7 @@ def describe_ttft(score_s: float, terms: dict[str, float], eligible_any: bool) -
     return f"{why}: {score_s * 1000:.0f} ms ({parts} ms)"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # grid.routing.cache_policies and user policies subclass it
 class LatencyAware(Policy):
     """Lowest predicted client TTFT among zones with headroom; ties within 1 ms go to the nearer.
 
@@ -224,8 +228,8 @@ class LatencyAware(Policy):
     """
 
     name = "latency_aware"
-    stale_after_s = 5.0
-    headroom_utilization = HEADROOM_UTILIZATION
+    stale_after_s: ClassVar[float] = 5.0
+    headroom_utilization: ClassVar[float] = HEADROOM_UTILIZATION
 
     def __init__(self, rng=None) -> None:
         super().__init__(rng)
@@ -299,10 +303,10 @@ class Hedged(LatencyAware):
     """
 
     name = "hedged"
-    hedge_budget = 0.05
-    hedge_quantile = 0.95
-    window = 500  # recent first-token times kept per population
-    warmup = 50  # no hedging before this many observations
+    hedge_budget: ClassVar[float] = 0.05
+    hedge_quantile: ClassVar[float] = 0.95
+    window: ClassVar[int] = 500  # recent first-token times kept per population
+    warmup: ClassVar[int] = 50  # no hedging before this many observations
 
     def __init__(self, rng=None) -> None:
         super().__init__(rng)
@@ -359,7 +363,7 @@ class SloSpillover(LatencyAware):
     """
 
     name = "slo_spillover"
-    slo_fraction = 0.6
+    slo_fraction: ClassVar[float] = 0.6
 
     def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         target_s = _ttft_target_s(view, self.slo_fraction)
@@ -387,7 +391,7 @@ class _CheapestMeetingSlo(LatencyAware):
     """Among zones predicted to meet the TTFT SLO, the one with the lowest `cost(view, zone)`; ties
     (within 0.1%) go to the lower predicted TTFT; when no zone is predicted to meet it, `latency_aware`."""
 
-    slo_fraction = 0.6
+    slo_fraction: ClassVar[float] = 0.6
 
     def cost(self, view: GridView, zone: int) -> float:
         raise NotImplementedError

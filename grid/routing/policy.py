@@ -13,16 +13,20 @@ seeded by the driver, so runs are reproducible. A policy that reads the zones' p
 from __future__ import annotations
 
 import random
+from typing import ClassVar
+
+from mypy_extensions import mypyc_attr
 
 from grid.routing.view import GridView
 from grid.serving.request import Request
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # when compiled (`make native`): user policies subclass it
 class Policy:
     """Base class (optional: any object with `choose` works)."""
 
-    name = "policy"
-    reads_cached_units = False  # taking a zone's cache summary costs a copy per report when reports age
+    name: ClassVar[str] = "policy"
+    reads_cached_units: ClassVar[bool] = False  # taking a zone's cache summary costs a copy per report when reports age
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng if rng is not None else random.Random(0)

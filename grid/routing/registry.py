@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import random
+import sys
+from pathlib import Path
 
 from grid.errors import GridInputError
 from grid.plugins import import_user_class
@@ -28,6 +31,20 @@ POLICIES: dict[str, type] = {
         cache_policies.LatencyAwareNoCache,
     )
 }
+
+
+def policy_summary(cls: type) -> str:
+    """The first line of a policy's docstring. A class compiled with mypyc (`make native`) keeps no
+    docstring, so then it is read from the module's source, which the compiled build keeps beside it."""
+    doc = cls.__doc__
+    if not doc:
+        path = Path(getattr(sys.modules.get(cls.__module__), "__file__", None) or "")
+        source = path.with_name(path.name.split(".")[0] + ".py")
+        if source.is_file():
+            for node in ast.parse(source.read_text(encoding="utf-8")).body:
+                if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+                    doc = ast.get_docstring(node)
+    return (doc or "").strip().split("\n")[0]
 
 
 def policy_class(spec: str) -> type:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import math
-from collections.abc import Container
+from collections.abc import Callable, Container, Hashable
 from dataclasses import dataclass, field
+from typing import Final
 
 
 class ZoneView:
@@ -96,7 +97,7 @@ class ZoneView:
         self.sent_since_report = 0
         # The zone's prefix-cache summary (`Zone.cached_units`): containers of unit hashes, a unit cached
         # when any holds it; as old as `cached_units_s` says (the report that carried it).
-        self.cached_units: tuple[Container[int], ...] = ()
+        self.cached_units: tuple[Container[Hashable], ...] = ()  # unit hashes (grid.serving.kv_cache.UnitHash)
         self.cached_units_s = 0.0
 
     @property
@@ -107,7 +108,17 @@ class ZoneView:
 
 # Utilization at which a zone has no headroom left (1/1.4: Envoy's overprovisioning factor): latency_aware
 # and its kin use it only when no zone has headroom, and a shortlist's spill picks skip it likewise.
-HEADROOM_UTILIZATION = 1 / 1.4
+HEADROOM_UTILIZATION: Final = 1 / 1.4
+
+
+def _nearest_first(row: list[float]) -> Callable[[int], tuple[float, int]]:
+    """Sort key over zone indexes: lowest RTT in `row` first, ties by index."""
+    return lambda i: (row[i], i)
+
+
+def _headroom_first(zones: list[ZoneView], row: list[float]) -> Callable[[int], tuple[bool, float, int]]:
+    """Sort key over zone indexes: zones with headroom first, then nearest first."""
+    return lambda i: (zones[i].utilization >= HEADROOM_UTILIZATION, row[i], i)
 
 
 @dataclass
@@ -143,7 +154,7 @@ class GridView:
         self.reachable = [
             sorted(
                 (z.index for z in self.zones if z.up and z.replicas > 0 and math.isfinite(row[z.index])),
-                key=lambda i, row=row: (row[i], i),
+                key=_nearest_first(row),
             )
             for row in self.rtt_s
         ]
@@ -162,9 +173,7 @@ class GridView:
             if len(reachable) <= k:
                 candidates.append(reachable)
                 continue
-            spill = heapq.nsmallest(
-                m, reachable[k:], key=lambda i, row=row: (zones[i].utilization >= HEADROOM_UTILIZATION, row[i], i)
-            )
-            candidates.append(sorted(reachable[:k] + spill, key=lambda i, row=row: (row[i], i)))
+            spill = heapq.nsmallest(m, reachable[k:], key=_headroom_first(zones, row))
+            candidates.append(sorted(reachable[:k] + spill, key=_nearest_first(row)))
         self.candidates = candidates
         self.spill_due_s = now_s + self.spill_refresh_s

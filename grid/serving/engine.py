@@ -35,15 +35,22 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 from math import ceil
+from typing import Final
 
 from grid.scenario import GpuProfile
 from grid.serving.kv_cache import KvCache
 from grid.serving.request import Request
 
-INF = float("inf")
-FIRST_TOKEN, FINISHED, FAILED = 0, 1, 2
-TTFT_EWMA_WEIGHT = 0.05  # the zone's recent TTFT average (a load report field): ≈ the last 20 first tokens
-IDLE, PREFILL, DECODE, MIXED, UPDATING = 0, 1, 2, 3, 4
+INF: Final = float("inf")
+FIRST_TOKEN: Final = 0
+FINISHED: Final = 1
+FAILED: Final = 2
+TTFT_EWMA_WEIGHT: Final = 0.05  # the zone's recent TTFT average (a load report field): ≈ the last 20 first tokens
+IDLE: Final = 0
+PREFILL: Final = 1
+DECODE: Final = 2
+MIXED: Final = 3
+UPDATING: Final = 4
 
 Event = tuple[int, Request]
 

@@ -14,18 +14,45 @@ requests a preemption cuts off). A mixin of `Zone`, whose state it reads and wri
 
 from __future__ import annotations
 
+from collections import deque
 from heapq import heappush
+from typing import Final
 
+from mypy_extensions import mypyc_attr
+
+from grid.scenario import GpuProfile
 from grid.serving.engine import FAILED, IDLE, Engine, Event
-from grid.serving.request import ERROR
+from grid.serving.request import ERROR, Request
 
-READY, KILL = 0, 1  # timer kinds: a warming replica starts serving; a preemption notice ends
+# timer kinds: a warming replica starts serving; a preemption notice ends
+READY: Final = 0
+KILL: Final = 1
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # as `Zone`, its subclass (mypyc asks it of the bases too)
 class Fleet:
     """The replica life cycle of `Zone` (grid/serving/zone.py)."""
 
-    __slots__ = ()
+    # Its own state, and the zone's counters it writes (their slots live here, so the type checker
+    # sees them); the rest of the zone's state it reads is declared below and set by `Zone`.
+    __slots__ = (
+        "_accepting", "_timers", "_timer_seq", "_warming", "_free_slots", "billing", "draining", "fleet_version",
+        "replicas", "in_system", "kv_used",
+    )  # fmt: skip
+    replicas: int
+    in_system: int
+    kv_used: int
+    profile: GpuProfile
+    slow_factor: float
+    block_tokens: int
+    _engines: list[Engine]
+    _waiting: deque[Request]
+
+    def _account(self, now: float) -> None:
+        raise NotImplementedError  # Zone's
+
+    def _fill(self, now: float) -> None:
+        raise NotImplementedError  # Zone's
 
     def _init_fleet(self, replicas: int, now: float = 0.0) -> None:
         self._accepting: list[Engine] = list(self._engines)

@@ -26,9 +26,13 @@ block while uncached ones sit behind it; this keeps slightly more reuse).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Container, Sequence
+from collections.abc import Container, Hashable, Sequence
 from itertools import compress, repeat
 from operator import not_
+
+# A unit's hash: an int for the chain hashes the drivers make; kept open (any hashable, as tests use) so
+# the compiled build (`make native`) accepts what the interpreted one does.
+UnitHash = Hashable
 
 _plus_one = (1).__add__
 _minus_one = (-1).__add__
@@ -44,8 +48,8 @@ class KvCache:
         self.block_tokens = block_tokens
         self.held_blocks = 0  # held by live sequences (a shared block once): vLLM's used blocks
         self.cached_blocks = 0  # computed, held by no sequence, kept for reuse until evicted
-        self._refs: dict[int, int] = {}  # unit hash → live sequences holding it (0: evictable, in _lru)
-        self._lru: OrderedDict[int, int] = OrderedDict()  # evictable unit hash → its blocks, oldest first
+        self._refs: dict[UnitHash, int] = {}  # unit hash → live sequences holding it (0: evictable, in _lru)
+        self._lru: OrderedDict[UnitHash, int] = OrderedDict()  # evictable unit hash → its blocks, oldest first
 
     def unit_blocks(self, k: int, unit_tokens: int) -> int:
         """Cache blocks whose end falls in hash unit k (a unit of `unit_tokens` tokens)."""
@@ -69,7 +73,7 @@ class KvCache:
 
     # --- prefix reuse ---------------------------------------------------------------------------
 
-    def match(self, hashes: Sequence[int], max_units: int) -> int:
+    def match(self, hashes: Sequence[UnitHash], max_units: int) -> int:
         """How many leading units of `hashes` (at most `max_units`) are cached here: O(log n)."""
         refs = self._refs
         lo, hi = 0, max_units  # hashes[k] is cached for every k < lo and for none k ≥ hi
@@ -81,7 +85,7 @@ class KvCache:
                 hi = mid
         return lo
 
-    def evictable_blocks(self, hashes: Sequence[int], n_units: int, unit_tokens: int) -> int:
+    def evictable_blocks(self, hashes: Sequence[UnitHash], n_units: int, unit_tokens: int) -> int:
         """Blocks among the first `n_units` (cached) units held by no sequence: holding them takes no
         free block but moves them into use, so a sequence fits when `held + new + these ≤ capacity`."""
         refs = self._refs
@@ -91,7 +95,7 @@ class KvCache:
                 blocks += self.unit_blocks(k, unit_tokens)
         return blocks
 
-    def hold(self, hashes: Sequence[int], n_units: int, unit_tokens: int, total_blocks: int) -> int:
+    def hold(self, hashes: Sequence[UnitHash], n_units: int, unit_tokens: int, total_blocks: int) -> int:
         """A sequence of `total_blocks` blocks takes the first `n_units` units (`match` found them
         cached) and new blocks for the rest; returns the units it holds (fewer only if `hashes` is not
         a chain and `match` was misled)."""
@@ -109,7 +113,7 @@ class KvCache:
             self._evict()
         return n_units
 
-    def insert(self, hashes: Sequence[int], start: int, end: int, unit_tokens: int) -> None:
+    def insert(self, hashes: Sequence[UnitHash], start: int, end: int, unit_tokens: int) -> None:
         """Units [start, end) of a sequence are computed: its own blocks become cached units it holds.
 
         A unit another sequence computed meanwhile is shared instead, and this sequence's copy freed
@@ -130,7 +134,7 @@ class KvCache:
                 self.held_blocks -= blocks
             refs[h] = r + 1
 
-    def release(self, hashes: Sequence[int], n_units: int, unit_tokens: int, own_blocks: int) -> None:
+    def release(self, hashes: Sequence[UnitHash], n_units: int, unit_tokens: int, own_blocks: int) -> None:
         """A sequence ends: it drops its first `n_units` units (tail first) and frees `own_blocks`."""
         refs = self._refs
         prefix = hashes[:n_units]
@@ -167,7 +171,7 @@ class KvCache:
         """Units indexed (held or evictable)."""
         return len(self._refs)
 
-    def cached_units(self, snapshot: bool = False) -> Container[int]:
+    def cached_units(self, snapshot: bool = False) -> Container[UnitHash]:
         """The unit hashes cached here (held or evictable), for the zone's load report
         (`Zone.cached_units`): a live read-only view, or with `snapshot` a picklable copy as of now (a
         dict copy: ≈5 ns a unit, 10-15× cheaper than building a set of them)."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 # How a request ended (vLLM's finished_reason values, plus ours for the grid).
-STOP = "stop"  # the model finished its answer
-LENGTH = "length"  # cut at max_tokens
-ERROR = "error"  # failed after admission (its zone went down, it was partitioned away)
-REJECTED = "rejected"  # never admitted: queue full, zone down, no zone could take it
-CANCELLED = "cancelled"  # withdrawn by the router (the losing copy of a hedged request)
+STOP: Final = "stop"  # the model finished its answer
+LENGTH: Final = "length"  # cut at max_tokens
+ERROR: Final = "error"  # failed after admission (its zone went down, it was partitioned away)
+REJECTED: Final = "rejected"  # never admitted: queue full, zone down, no zone could take it
+CANCELLED: Final = "cancelled"  # withdrawn by the router (the losing copy of a hedged request)
 
 
 class Request:
@@ -53,6 +55,9 @@ class Request:
         "kv_units",
         "kv_blocks",
     )
+    # Set by the serving model when the request is placed on an engine (see the end of __init__).
+    kv_units: int
+    kv_blocks: int
 
     def __init__(
         self,

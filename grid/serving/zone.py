@@ -26,16 +26,20 @@ from collections import deque
 from collections.abc import Container, Iterator
 from heapq import heapify, heappop, heappush
 from math import exp
+from typing import Final
+
+from mypy_extensions import mypyc_attr
 
 from grid.scenario import GpuProfile
 from grid.serving.capacity import prefill_step_base_s
 from grid.serving.engine import DECODE, FAILED, FINISHED, FIRST_TOKEN, IDLE, INF, Engine, Event
 from grid.serving.fleet import READY, Fleet
+from grid.serving.kv_cache import UnitHash
 from grid.serving.request import CANCELLED, ERROR, Request
 
 __all__ = ["FAILED", "FINISHED", "FIRST_TOKEN", "INF", "Event", "Zone"]  # events re-exported for the drivers
 
-UTILIZATION_TAU_S = 1.0  # memory of the utilization signal
+UTILIZATION_TAU_S: Final = 1.0  # memory of the utilization signal
 # Placing requests with prefix hashes: SMG's cache-aware routing defaults (the SGLang model gateway,
 # docs/concepts/routing/cache-aware.md): cache_threshold, balance_abs_threshold, balance_rel_threshold.
 PREFIX_AFFINITY_MIN_SHARE = 0.3
@@ -43,13 +47,13 @@ PREFIX_BALANCE_ABS = 64  # sequences
 PREFIX_BALANCE_REL = 1.5
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (`make native`): tests tap `admit` in a subclass
 class Zone(Fleet):
     """Replicas of one model in one availability zone, advanced by an outside clock. Their number
     changes at run time through the `Fleet` mixin (grid/serving/fleet.py)."""
 
     # Slots: these are read several times per request, and past 30 attributes CPython 3.11 stops
     # sharing instance-dict keys and specializing their loads (≈10% of the model's time).
-    # `__dict__` keeps instances patchable (tests tap `admit`).
     __slots__ = (
         "profile",
         "_decode_base_s",
@@ -66,18 +70,11 @@ class Zone(Fleet):
         "slow_factor",
         "up",
         "_engines",
-        "_accepting",
-        "_timers",
-        "replicas",
-        "draining",
-        "fleet_version",
         "_heap",
         "_arriving",
         "_waiting",
         "_events",
-        "in_system",
         "queued",
-        "kv_used",
         "prefix_cache_queries_tokens",
         "prefix_cache_hits_tokens",
         "_t_last",
@@ -87,7 +84,6 @@ class Zone(Fleet):
         "ttft_ewma_s",
         "_work_rate",
         "_work_rate_t",
-        "__dict__",
     )
 
     def __init__(self, profile: GpuProfile, replicas: int, max_queue: int) -> None:
@@ -200,7 +196,8 @@ class Zone(Fleet):
 
     def advance(self, now: float) -> list[Event]:
         """Run everything due at or before `now`, each at its own time; return the events."""
-        self._events = events = []
+        events: list[Event] = []
+        self._events = events
         heap = self._heap
         engines = self._engines
         arriving = self._arriving
@@ -330,7 +327,7 @@ class Zone(Fleet):
         """Prefix-cache tokens held by no live sequence, kept for reuse until evicted (all replicas)."""
         return sum(e.kv.cached_blocks for e in self._accepting) * self.block_tokens
 
-    def cached_units(self, snapshot: bool = True) -> tuple[Container[int], ...]:
+    def cached_units(self, snapshot: bool = True) -> tuple[Container[UnitHash], ...]:
         """What the zone's prefix caches hold, for its load report (KV events as llm-d and Dynamo consume
         them): one container of unit hashes per replica, a unit cached in the zone when any holds it
         (each holds a prefix of every chain). `snapshot`: copies as of now, for a report that ages or

@@ -1,3 +1,13 @@
 """The kinds of events in the simulator's heap (an int each: the heap compares tuples)."""
 
-_DELIVER, _ZONE, _FAULT, _REPORT, _HEDGE, _RETRY, _TICK, _END, _SCALE = 0, 1, 2, 3, 4, 5, 6, 7, 8
+from typing import Final
+
+_DELIVER: Final = 0
+_ZONE: Final = 1
+_FAULT: Final = 2
+_REPORT: Final = 3
+_HEDGE: Final = 4
+_RETRY: Final = 5
+_TICK: Final = 6
+_END: Final = 7
+_SCALE: Final = 8

@@ -3,13 +3,34 @@ the loser is cancelled (a mixin of the simulator's `_Run`; the rules are the dis
 
 from __future__ import annotations
 
-from grid.dispatch.core import Attempts
+import random
+
+from grid.dispatch.core import Attempts, Dispatch
+from grid.dispatch.gateway_stage import GatewayStage
+from grid.routing.view import GridView
 from grid.serving.request import CANCELLED, Request
+from grid.serving.zone import Zone
 from grid.sim.events import _DELIVER
 
 
 class Hedging:
     """`on_hedge`, `drop_twin` and `hand_over` of the simulator's run."""
+
+    # The run's state these read and write (declared for the type checker; `_Run` sets it).
+    dispatch: Dispatch
+    view: GridView
+    zones: list[Zone]
+    tries: dict[Request, Attempts]
+    next_id: int
+    jitter_ratio: float
+    retry_jitter: random.Random
+    gateway: GatewayStage | None
+
+    def push(self, t: float, kind: int, payload: object) -> None:
+        raise NotImplementedError  # _Run's
+
+    def reschedule(self, zi: int) -> None:
+        raise NotImplementedError  # _Run's
 
     def on_hedge(self, original: Request, t: float) -> None:
         if original.status or original.twin is not None:
@@ -35,6 +56,7 @@ class Hedging:
         """The winner's first token is out: cancel the other copy and free its zone. (A hedged
         request is one request in flight however many copies it has.)"""
         loser = winner.twin
+        assert loser is not None  # only a request with a twin wins a race
         winner.twin = loser.twin = None
         if loser.status:
             return

@@ -21,6 +21,7 @@ from grid.routing.policy import Policy
 from grid.scenario import load_scenario
 from grid.serving.request import ERROR, REJECTED, STOP
 from grid.serving.retry import MAX_RETRIES, RETRY_BUDGET_MIN, RETRY_BUDGET_RATIO, RetryBudget
+from grid.serving.zone import Zone
 from grid.sim.simulator import Simulation
 
 SMALL = Path(__file__).resolve().parent.parent / "live" / "small.yaml"
@@ -79,24 +80,29 @@ class Nearest(Policy):
         self.ended[request.id] = request
 
 
+class TappedZone(Zone):
+    """A zone that logs each admission as (request id, zone) into `log` (set by `Burst`)."""
+
+    log: list[tuple[int, int]]
+
+    def admit(self, request, now) -> bool:
+        ok = super().admit(request, now)
+        if ok:
+            self.log.append((request.id, request.zone))
+        return ok
+
+
 class Burst(Simulation):
     """`n` requests from berlin, 1 ms apart from t = 1 ms, each `OUTPUT_TOKENS` long."""
+
+    zone_type = TappedZone
 
     def __init__(self, scenario, n: int, policy=None, **kwargs) -> None:
         super().__init__(scenario, policy=policy or Nearest(), seed=1, arrivals=self.burst, **kwargs)
         self.n = n
         self.admitted: list[tuple[int, int]] = []  # (request id, zone) for every admission
-        for zi, zone in enumerate(self.zones):
-            zone.admit = self._tap(zi, zone.admit)
-
-    def _tap(self, zi, admit):
-        def tapped(request, now):
-            ok = admit(request, now)
-            if ok:
-                self.admitted.append((request.id, zi))
-            return ok
-
-        return tapped
+        for zone in self.zones:
+            zone.log = self.admitted
 
     def burst(self, rng):
         n = self.n
