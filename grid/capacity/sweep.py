@@ -65,8 +65,8 @@ def sweep(
     plots: bool = True,
 ) -> SweepResult:
     """Run (or complete) a sweep and write its table and plots to `out`."""
-    if not variations:
-        raise GridInputError("--vary: give at least one FIELD.PATH=VALUES to vary")
+    if not variations and seeds < 2:  # a sweep over seeds alone is one point, its seeds in parallel
+        raise GridInputError("--vary: give at least one FIELD.PATH=VALUES to vary (or --seeds N > 1)")
     raw, origins = scenario_raw(scenario)
     for path, value in overrides:
         set_path(raw, path, value)
@@ -116,7 +116,7 @@ def sweep(
         "cached": len(specs) - computed,
     }
     files = _write_table(out, points, runs, meta, variations)
-    if plots:
+    if plots and variations:
         files += plot_sweep(points, variations, out, base.name, base.slo.ttft_s)
     return SweepResult(variations, points, runs, computed, len(specs) - computed, wall_s, files)
 
@@ -136,7 +136,7 @@ def _write_table(out: Path, points, runs, meta, variations) -> list[Path]:
 
 def format_points(result: SweepResult) -> str:
     names = [v.path for v in result.variations]
-    width = max(12, *(len(n) for n in names)) + 2
+    width = max([12, *(len(n) for n in names)]) + 2
     head = "".join(f"{n:>{width}}" for n in names) + f"{'SLO att':>10}{'p50 TTFT':>10}{'p99 TTFT':>10}{'load':>7}"
     lines = [head]
     for row in result.points:

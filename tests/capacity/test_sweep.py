@@ -65,7 +65,7 @@ def test_defaulted_fields_can_be_varied_and_bad_values_name_the_point(tmp_path):
 
 
 def test_sweep_writes_table_and_plots_and_resumes(tmp_path):
-    with ray_session():  # one Ray start for the three sweeps
+    with ray_session():  # one Ray start for the sweeps
         _sweep_writes_table_and_plots_and_resumes(tmp_path / "sweep")
 
 
@@ -91,6 +91,11 @@ def _sweep_writes_table_and_plots_and_resumes(out):
     wider = sweep(SMALL, [parse_vary("zones.east-1.replicas=2,4,6"), variations[1]], out, seeds=1, duration_s=15.0,
                   plots=False)  # fmt: skip
     assert (wider.computed, wider.cached) == (3, 6)
+    # Seeds alone (no --vary): one point, its seeds run in parallel and averaged
+    seeds = sweep(SMALL, [], out.with_name("seeds"), seeds=2, duration_s=15.0)
+    assert (seeds.computed, len(seeds.points), seeds.points[0]["seeds"]) == (2, 1, 2)
+    with pytest.raises(GridInputError, match="--vary"):
+        sweep(SMALL, [], out.with_name("none"), seeds=1)
 
 
 def test_the_cli_parser_reports_bad_input_before_ray(tmp_path):
