@@ -2,9 +2,11 @@
 
     python benchmarks/sweep_scaling.py                          # 12 points × 20 s of the default world
     python benchmarks/sweep_scaling.py --points 16 --duration 30s --cores 1,2
+    python benchmarks/sweep_scaling.py --scenario global --seeds 16 --duration 120s   # one point, 16 seeds
 
-The sweep varies `demand.scale` over `--points` values (0.5..1.0) on the default world, one seed,
-`--duration` simulated per point — the real `grid.capacity.sweep.sweep` path (Ray tasks, cache,
+The sweep varies `demand.scale` over `--points` values (0.5..1.0) on the default world, one seed (or,
+with `--seeds N`, runs one point over N seeds: issue 18's day swept over seeds), `--duration`
+simulated per point — the real `grid.capacity.sweep.sweep` path (Ray tasks, cache,
 table), plots off, a fresh cache directory per core count. Each core count gets its own Ray
 session (`num_cpus` = cores); its workers are warmed with one tiny point per core first, so the
 timing is the sweep, not Ray's start-up. Reported per core count: points/s (wall), the CPU seconds
@@ -35,17 +37,19 @@ from grid.scenario import scenario_raw  # noqa: E402
 from grid.units import parse_duration_s  # noqa: E402
 
 
-def measure(cores: int, points: int, duration_s: float, scenario: str) -> dict:
+def measure(cores: int, points: int, duration_s: float, scenario: str, seeds: int = 0) -> dict:
     scales = tuple(round(0.5 + 0.5 * i / max(1, points - 1), 6) for i in range(points))
+    variations = [] if seeds else [Variation("demand.scale", scales)]
     with ray_session(num_cpus=cores), tempfile.TemporaryDirectory() as tmp:
         raw, _ = scenario_raw(scenario)
         warm = [make_spec(raw, [("demand.scale", 0.01 * (i + 1))], None, 0, 1.0) for i in range(cores)]
         run_cached(warm, None)  # start and import in every worker
         load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
-        result = sweep(scenario, [Variation("demand.scale", scales)], tmp, duration_s=duration_s, plots=False)
+        result = sweep(scenario, variations, tmp, seeds=max(seeds, 1), duration_s=duration_s, plots=False)
         wall = time.perf_counter() - t0
         load_after = os.getloadavg()[0]
+    points = seeds or points  # runs, one per task
     assert result.computed == points
     cpu = sum(r["cpu_s"] for r in result.runs)
     return {
@@ -66,10 +70,11 @@ def main() -> int:
     parser.add_argument("--duration", default="20s", help="simulated time per point")
     parser.add_argument("--cores", default="1,2", help="core counts to compare, e.g. 1,2")
     parser.add_argument("--scenario", default="default")
+    parser.add_argument("--seeds", type=int, default=0, help="one point over this many seeds, instead of --points")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     duration_s = parse_duration_s(args.duration)
-    rows = [measure(int(c), args.points, duration_s, args.scenario) for c in args.cores.split(",")]
+    rows = [measure(int(c), args.points, duration_s, args.scenario, args.seeds) for c in args.cores.split(",")]
     base = rows[0]
     for row in rows:
         row["speedup"] = round(row["points_per_s"] / base["points_per_s"], 2)
