@@ -81,7 +81,8 @@ class LiveFleet(FleetDriver):
         """One decision, then every zone brought to its target; returns the zones that changed."""
         view = self.gateway.view
         view.now_s = now_s
-        actions = self.plan(now_s, view)
+        in_system_s = await asyncio.gather(*(self._in_system_s(zi) for zi in range(len(self.zone_ids))))
+        actions = self.plan(now_s, view, in_system_s)
         results = await asyncio.gather(*(self._scale(zi) for zi in range(len(self.zone_ids))))
         return self.settle(actions, results, now_s)
 
@@ -103,6 +104,17 @@ class LiveFleet(FleetDriver):
             taken = await actor.preempt_spot.remote(replicas, self.settings.spot_notice_s)
         self.preempted(zone, taken, now_s)
         return taken
+
+    async def _in_system_s(self, zi: int) -> float | None:
+        """Zone `zi`'s ∫ in-system dt so far, from its actor (None if it did not answer: then the view's
+        count stands in, as the controller says)."""
+        try:
+            async with asyncio.timeout(SCALE_CALL_S):
+                return await self.gateway.links[zi].actor.in_system_seconds.remote()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return None
 
     async def _scale(self, zi: int, cold_start_s: float | None = None) -> tuple[int, int] | None:
         """Zone `zi` brought to its current target: (started, retired), None if its actor did not answer."""

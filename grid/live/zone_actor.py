@@ -329,6 +329,13 @@ class ZoneActor:
         if self._wake is not None:
             _resolve(self._wake)
 
+    async def in_system_seconds(self) -> float:
+        """∫ requests in the zone dt so far, on the actor's clock (the autoscaler's ongoing-requests mean)."""
+        self._ensure_started()
+        now = self._now()
+        self._advance(now)
+        return self.zone.in_system_seconds(now)
+
     async def scale(self, on_demand: int, spot: int, cold_start_s: float) -> tuple[int, int]:
         """Aim at `on_demand` + `spot` replicas now (`Zone.set_replicas`: new ones serve after
         `cold_start_s`, extra ones drain); returns (started, retired)."""

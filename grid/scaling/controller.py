@@ -1,9 +1,11 @@
 """The autoscaling control loop, one for both drivers: signals in, replica targets out.
 
-Every `interval_s` of the driver's clock the driver calls `decide(now_s, view)`. The controller
-samples each zone's ongoing requests (the router's view, as both drivers keep it), counts what the
-dispatch core routed (it is a sink), asks the policy what it wants and applies the rules that are
-the same whatever the policy:
+Every `interval_s` of the driver's clock the driver calls `decide(now_s, view, in_system_s)`. The
+controller averages each zone's ongoing requests over the interval (Ray Serve's semantics) from the
+zones' own ∫ in-system dt (`Zone.in_system_seconds`, which each driver reads from its zones at the
+decision: exact in virtual time, one call per zone actor live; without it, the count in the router's
+view at the decision), counts what the dispatch core routed (it is a sink), asks the policy what it
+wants and applies the rules that are the same whatever the policy:
 - bounds: min/max replicas per zone;
 - delays (Ray Serve's semantics): a wish to scale up must hold for `upscale_delay_s`, down for
   `downscale_delay_s`, before it is acted on (a policy may scale up at once: `upscales_at_once`);
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +64,7 @@ class ScalingController(Sink):
         self._routed = np.zeros((n, n_populations))  # since the last decision
         self._qps_window: list[deque[tuple[float, np.ndarray]]] = [deque() for _ in range(n)]
         self._ongoing: list[deque[tuple[float, float]]] = [deque() for _ in range(n)]
+        self._in_system_s = [0.0] * n  # each zone's ∫ in-system dt at the last decision
         self._up_since: list[float | None] = [None] * n
         self._down_since: list[float | None] = [None] * n
         self._last_s = 0.0
@@ -80,15 +84,25 @@ class ScalingController(Sink):
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def signals(self, now_s: float, view: GridView) -> list[ZoneSignals]:
+    def signals(
+        self, now_s: float, view: GridView, in_system_s: Sequence[float | None] | None = None
+    ) -> list[ZoneSignals]:
+        """Each zone's signals at `now_s`; `in_system_s[zone]`: its ∫ in-system dt so far (None: unknown,
+        then the count in the view stands for the interval)."""
         look_back = self.settings.look_back_s
         elapsed = max(now_s - self._last_s, 1e-9)
         out = []
         for zi, zv in enumerate(view.zones):
             window = self._qps_window[zi]
             window.append((now_s, self._routed[zi] / elapsed))
+            area = in_system_s[zi] if in_system_s is not None else None
+            if area is not None:
+                last, self._in_system_s[zi] = self._in_system_s[zi], area
+                mean = (area - last if area >= last else area) / elapsed  # a restarted zone counts from 0
+            else:
+                mean = float(zv.outstanding + zv.sent_since_report)
             ongoing = self._ongoing[zi]
-            ongoing.append((now_s, float(zv.outstanding + zv.sent_since_report)))
+            ongoing.append((now_s, mean))
             while window and window[0][0] < now_s - look_back + 1e-9 and len(window) > 1:
                 window.popleft()
             while ongoing and ongoing[0][0] < now_s - look_back + 1e-9 and len(ongoing) > 1:
@@ -109,8 +123,10 @@ class ScalingController(Sink):
         self._last_s = now_s
         return out
 
-    def decide(self, now_s: float, view: GridView) -> list[ScalingAction]:
-        signals = self.signals(now_s, view)
+    def decide(
+        self, now_s: float, view: GridView, in_system_s: Sequence[float | None] | None = None
+    ) -> list[ScalingAction]:
+        signals = self.signals(now_s, view, in_system_s)
         try:
             wishes = self.policy.desired(signals, now_s)
             if len(wishes) != len(signals):

@@ -32,10 +32,13 @@ class FleetDriver:
         self.events: list[ScalingEvent] = []
         self.enabled = self.settings.policy != "static"  # a static fleet needs no decisions
 
-    def plan(self, now_s: float, view: GridView) -> dict[int, ScalingAction]:
-        """The controller's decision at `now_s` (a policy error recorded); the actions by zone."""
+    def plan(
+        self, now_s: float, view: GridView, in_system_s: Sequence[float | None] | None = None
+    ) -> dict[int, ScalingAction]:
+        """The controller's decision at `now_s` (a policy error recorded); the actions by zone.
+        `in_system_s`: each zone's ∫ in-system dt so far, read from the zones (`Zone.in_system_seconds`)."""
         errors = self.controller.policy_errors
-        actions = {action.zone: action for action in self.controller.decide(now_s, view)}
+        actions = {action.zone: action for action in self.controller.decide(now_s, view, in_system_s)}
         if self.controller.policy_errors > errors:
             self.record(-1, POLICY_ERROR, -1, now_s)
         return actions

@@ -156,6 +156,10 @@ class Zone(Fleet):
             self._fill(now)
         return True
 
+    def in_system_seconds(self, now: float) -> float:
+        """∫ requests in the zone dt from the start to `now` (read only: the integrals move on events)."""
+        return self.area_in_system + self.in_system * max(0.0, now - self._t_last)
+
     def utilization(self, now: float) -> float:
         """Recent offered load as a share of saturated capacity (admitted work, decayed over ~1 s)."""
         if not self.replicas:

@@ -25,7 +25,7 @@ class SimFleet(FleetDriver):
     def decide(self, now_s: float, view: GridView) -> list[int]:
         """One decision of the control loop, then every zone brought to its target (replacing what a
         preemption took); returns the zones that changed."""
-        actions = self.plan(now_s, view)
+        actions = self.plan(now_s, view, [zone.in_system_seconds(now_s) for zone in self.zones])
         cold_start_s = self.settings.cold_start_s
         results = [
             zone.set_replicas(on_demand, spot, now_s, cold_start_s)

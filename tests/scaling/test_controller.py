@@ -113,3 +113,17 @@ def test_predictive_rounds_up_per_region_not_per_zone():
     # largest remainders take the extra ones. Region 1's zone rounds up alone.
     assert region_rounded([2.3, 1.4, 0.2, 0.1], [0, 0, 0, 1]) == [2, 2, 0, 1]
     assert region_rounded([3.0, 1.0], [0, 0]) == [3, 1]
+
+
+def test_ongoing_requests_are_the_intervals_mean_from_the_zones_integrals():
+    """Ray Serve's semantics: the mean over the interval (∫ in-system dt from the zones), not the count
+    the view holds at the decision instant; a zone whose integral restarts (a new actor) counts from 0."""
+    s = settings(upscale_delay_s=0.0)
+    controller = ScalingController(s, TargetUtilization(s), 1)
+    quiet = view([0, 0])  # at the instant of the decision both zones hold nothing …
+    (up,) = controller.decide(10.0, quiet, [350.0, 100.0])  # … but zone 0 averaged 35 over the 10 s: 4 replicas
+    assert (up.zone, up.replicas, up.reason) == (0, 4, UP)
+    signals = controller.signals(20.0, quiet, [400.0, 30.0])  # zone 0: 50 in 10 s; zone 1 restarted: 30 from 0
+    assert [sig.ongoing_mean for sig in signals] == pytest.approx([5.0, 3.0])  # look-back: one interval
+    fallback = controller.signals(30.0, view([7, 0]), None)  # no integrals: the view's count stands in
+    assert fallback[0].ongoing_mean == 7.0
