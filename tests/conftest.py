@@ -102,14 +102,17 @@ def _on_live_alone(items: list[pytest.Item]) -> set[pytest.Item]:
     return {item for item in items if "live" in item.fixturenames and not grids[item] & shared_off_live}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest's `-m` deselects by the marks (it would not see them after)
-def pytest_collection_modifyitems(config, items):
+def _described(items):
+    """(item, path from the repository, name without parameters, fixtures) for the project's own tests."""
     for item in items:
         path = _relative(item)
-        if path is None:
-            continue
-        name = getattr(item, "originalname", item.name)
-        fixtures = set(getattr(item, "fixturenames", ()))
+        if path is not None:
+            yield item, path, getattr(item, "originalname", item.name), set(getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's `-m` deselects by the marks (it would not see them after)
+def pytest_collection_modifyitems(config, items):
+    for item, path, name, fixtures in _described(items):
         live_by_rule = path.startswith(LIVE_PATHS) or bool(LIVE_FIXTURES & fixtures)
         if live_by_rule or name in LIVE_TESTS.get(path, ()) or _starts_ray(item):
             item.add_marker(pytest.mark.live)
@@ -117,16 +120,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
-@pytest.hookimpl(trylast=True)  # after tests/live/conftest.py's own ordering, which the stable sort keeps
-def pytest_collection_finish(session):
-    items = session.items
+class _RayTestsLast:
+    """The ordering hook (a plugin of its own: this module's `pytest_collection_modifyitems` marks first)."""
+
+    @staticmethod
+    @pytest.hookimpl(trylast=True)  # after tests/live/conftest.py's own ordering, which the stable sort keeps
+    def pytest_collection_modifyitems(items):
+        _order(items)
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_RayTestsLast(), "ray-tests-last")
+
+
+def _order(items) -> None:
     on_session_ray = set()
-    for item in items:
-        path = _relative(item)
-        if path is None:
-            continue
-        name = getattr(item, "originalname", item.name)
-        fixtures = set(getattr(item, "fixturenames", ()))
+    for item, path, name, fixtures in _described(items):
         if "ray_session" in fixtures or _starts_ray(item) or name in IN_PROCESS_RAY_TESTS.get(path, ()):
             on_session_ray.add(item)
     last = _on_live_alone([item for item in items if item in on_session_ray])
