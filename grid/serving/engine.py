@@ -56,7 +56,7 @@ Event = tuple[int, Request]
 
 
 class Engine:
-    """One replica, advanced run by run by its zone (which owns the clock, the queue and the heap)."""
+    """One replica, advanced run by run by its zone (which owns the clock, the queue and its wake-ups: `due`)."""
 
     __slots__ = (
         "index",
@@ -76,6 +76,7 @@ class Engine:
         "step0",
         "step_s",
         "next_t",
+        "due",
         "version",
         "busy_since",
         "busy_s",
@@ -115,7 +116,8 @@ class Engine:
         self.step0 = 0
         self.step_s = 0.0
         self.next_t = INF
-        self.version = 0  # bumped whenever next_t changes: stale heap entries are skipped
+        self.due = INF  # next_t while its zone is to wake it then (`Zone._schedule`), else INF
+        self.version = 0  # bumped whenever next_t changes: among engines due at one time, the lower goes first
         self.busy_since = 0.0
         self.busy_s = 0.0
         self.slow_factor = slow_factor

@@ -54,6 +54,9 @@ class Fleet:
     def _fill(self, now: float) -> None:
         raise NotImplementedError  # Zone's
 
+    def _unwake(self, engine: Engine) -> None:
+        raise NotImplementedError  # Zone's
+
     def _init_fleet(self, replicas: int, now: float = 0.0) -> None:
         self._accepting: list[Engine] = list(self._engines)
         self._timers: list[tuple[float, int, int, object]] = []  # (time, seq, kind, token or engine)
@@ -152,7 +155,8 @@ class Fleet:
         engine.released = True
         self.draining -= 1
         engine.phase = IDLE
-        engine.version += 1  # its wake-ups in the heap are stale now
+        engine.version += 1
+        self._unwake(engine)
         self._free_slots.append(engine.index)
         self._bill(now)
 
@@ -184,7 +188,7 @@ class Fleet:
             index = self._free_slots.pop()
             old = self._engines[index]
             engine = Engine(index, self.profile, self.slow_factor, spot)
-            engine.version = old.version + 1  # older wake-ups of this slot stay stale
+            engine.version = old.version + 1  # as if it went on: ties between engines break by version
             engine.busy_s = old.busy_s
             self._engines[index] = engine
         else:

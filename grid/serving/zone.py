@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Container, Iterator
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop
 from math import exp
 from typing import Final
 
@@ -70,7 +70,8 @@ class Zone(Fleet):
         "slow_factor",
         "up",
         "_engines",
-        "_heap",
+        "_due",
+        "_due_known",
         "_arriving",
         "_waiting",
         "_events",
@@ -103,7 +104,10 @@ class Zone(Fleet):
         self.up = True
         self._engines = [Engine(i, profile) for i in range(replicas)]
         self.replicas = replicas  # serving ones; an attribute, not a property: read several times per request
-        self._heap: list[tuple[float, int, int]] = []  # (time, version, engine index)
+        # The engine due first (least `due`, then version, then index), or None; unknown after it ran
+        # or went (a scan finds the next): a few engines per zone, so no heap and no stale entries.
+        self._due: Engine | None = None
+        self._due_known = True
         self._arriving: deque[tuple[float, Request]] = deque()  # in the API server (frontend_s)
         self._waiting: deque[Request] = deque()
         self._events: list[Event] = []
@@ -187,11 +191,8 @@ class Zone(Fleet):
 
     def next_event_time(self) -> float:
         """When something next happens inside the zone (inf when idle)."""
-        heap = self._heap
-        engines = self._engines
-        while heap and heap[0][1] != engines[heap[0][2]].version:
-            heappop(heap)
-        t = heap[0][0] if heap else INF
+        engine = self._due if self._due_known else self._find_due()
+        t = engine.due if engine is not None else INF
         if self._arriving and self._arriving[0][0] < t:
             t = self._arriving[0][0]
         if self._timers and self._timers[0][0] < t:
@@ -202,20 +203,16 @@ class Zone(Fleet):
         """Run everything due at or before `now`, each at its own time; return the events."""
         events: list[Event] = []
         self._events = events
-        heap = self._heap
-        engines = self._engines
         arriving = self._arriving
         timers = self._timers
         while True:
-            while heap and heap[0][1] != engines[heap[0][2]].version:
-                heappop(heap)
-            t_engine = heap[0][0] if heap else INF
+            engine = self._due if self._due_known else self._find_due()
+            t_engine = engine.due if engine is not None else INF
             t_arrive = arriving[0][0] if arriving else INF
             if timers and timers[0][0] <= now and timers[0][0] <= t_engine and timers[0][0] <= t_arrive:
                 t_timer, _, kind, payload = heappop(timers)  # replicas ready, a preemption's notice over
                 self._account(t_timer)
                 self._on_timer(kind, payload, t_timer, events)
-                engines = self._engines
                 continue
             if t_arrive <= t_engine:
                 if t_arrive > now:
@@ -226,10 +223,11 @@ class Zone(Fleet):
                     self._waiting.append(request)
                     self._fill(t_arrive)
             else:
-                if t_engine > now:
+                if t_engine > now or engine is None:
                     break
                 self._account(t_engine)
-                self._end_run(engines[heappop(heap)[2]], t_engine)
+                self._unwake(engine)
+                self._end_run(engine, t_engine)
         return events
 
     def cancel(self, request: Request, now: float) -> bool:
@@ -282,7 +280,7 @@ class Zone(Fleet):
                 self._release(engine, now)
         self._timers = [entry for entry in self._timers if entry[2] == READY]  # notices end with their replicas
         heapify(self._timers)
-        self._heap.clear()
+        self._due, self._due_known = None, True  # the new engines are idle
         self._arriving.clear()
         self._waiting.clear()
         self.in_system = self.queued = self.kv_used = 0
@@ -349,14 +347,32 @@ class Zone(Fleet):
             self._t_last = now
 
     def _schedule(self, engine: Engine, t: float) -> None:
+        """Wake `engine` at `t` (its run's end, never later than a wake-up it has: runs only get cut)."""
         if t < INF:
-            heappush(self._heap, (t, engine.version, engine.index))
+            if self._due_known and _sooner(t, engine, self._due):
+                self._due = engine
+            engine.due = t
+
+    def _unwake(self, engine: Engine) -> None:
+        """`engine` has no wake-up now (its run ended, or it went)."""
+        engine.due = INF
+        if engine is self._due:
+            self._due_known = False
+
+    def _find_due(self) -> Engine | None:
+        """The engine due first: least `due`, then the lower version, then the lower index."""
+        first: Engine | None = None
+        for engine in self._engines:
+            t = engine.due
+            if t < INF and _sooner(t, engine, first):
+                first = engine
+        self._due = first
+        self._due_known = True
+        return first
 
     def _cut(self, engine: Engine, now: float) -> None:
         """End the engine's run at its next step boundary (its batch or its speed changed)."""
-        t = engine.cut(now)
-        if t < INF:
-            heappush(self._heap, (t, engine.version, engine.index))
+        self._schedule(engine, engine.cut(now))
 
     def _fill(self, now: float) -> None:
         """Move requests from the head of the queue onto engines with a free slot and KV room."""
@@ -455,3 +471,12 @@ class Zone(Fleet):
         if self._waiting:
             self._fill(now)
         self._schedule(engine, engine.plan(now))
+
+
+def _sooner(t: float, engine: Engine, than: Engine | None) -> bool:
+    """`engine`, due at `t`, runs before `than`: the earlier, then the lower version, then the lower index."""
+    if than is None or t < than.due:
+        return True
+    return t == than.due and (
+        engine.version < than.version or (engine.version == than.version and engine.index < than.index)
+    )
