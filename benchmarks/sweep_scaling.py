@@ -88,7 +88,8 @@ def main() -> int:
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=1))
         return 0
-    print(f"{meta['date']} · {meta['machine']} · {args.points} points × {args.duration} of {args.scenario}")
+    runs = f"1 point × {args.seeds} seeds" if args.seeds else f"{args.points} points"
+    print(f"{meta['date']} · {meta['machine']} · {runs} × {args.duration} of {args.scenario}")
     print(f"{'cores':>5}{'wall s':>9}{'points/s':>10}{'task CPU s':>12}{'CPU s/pt':>10}{'load before':>13}"
           f"{'after':>7}{'speedup':>9}")  # fmt: skip
     for r in rows:
