@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from grid.scenario import Slo
 
-FLUSH_EVERY = 65_536
+FLUSH_EVERY: Final = 65_536
 _LOG_BASE = math.log(1.01)
 _V_MIN_S = 1e-4
 _N_BUCKETS = int(math.ceil(math.log(1e5 / _V_MIN_S) / _LOG_BASE)) + 1

@@ -153,7 +153,9 @@ def estimated_utilization(view: GridView, zone: int) -> float:
     return reported + z.sent_since_report / (z.capacity_rps * UTILIZATION_MEMORY_S)
 
 
-def predicted_ttft_s(request: Request, view: GridView, zone: int, stale_after_s: float = 5.0) -> float:
+def predicted_ttft_s(
+    request: Request, view: GridView, zone: int, stale_after_s: float = 5.0, utilization: float | None = None
+) -> float:
     """Client TTFT if sent to `zone`: RTT + frontend and prefill + queue wait.
 
     Queue wait has two parts: the backlog (reported waiting + what this router sent since that
@@ -161,11 +163,12 @@ def predicted_ttft_s(request: Request, view: GridView, zone: int, stale_after_s:
     per replica, s·u/(1−u), at the estimated utilization u (capped at 0.95), s = one request's share
     of a saturated replica. Information older than `stale_after_s` adds its excess age as a penalty,
     so a zone that stopped reporting loses traffic gradually instead of being trusted forever.
+    `utilization`: `estimated_utilization(view, zone)` when the caller has it already.
     """
     z = view.zones[zone]
     if z.capacity_rps <= 0:
         return float("inf")
-    u = min(estimated_utilization(view, zone), 0.95)
+    u = min(estimated_utilization(view, zone) if utilization is None else utilization, 0.95)
     wait_s = (z.waiting + z.sent_since_report) / z.capacity_rps + z.replicas / z.capacity_rps * u / (1.0 - u)
     age_s = view.now_s - z.report_s
     stale_s = age_s - stale_after_s if age_s > stale_after_s else 0.0
@@ -250,16 +253,18 @@ class LatencyAware(Policy):
 
     def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         score = self.score_s if request.prefix_hashes else None
+        stale_after_s, headroom_utilization = self.stale_after_s, self.headroom_utilization
         best, best_s = -1, float("inf")
         fallback, fallback_s = candidates[0], float("inf")
         for zone in candidates:  # nearest first: a tie keeps the nearer
+            u = estimated_utilization(view, zone)
             if score is None:
-                predicted = predicted_ttft_s(request, view, zone, self.stale_after_s)
+                predicted = predicted_ttft_s(request, view, zone, stale_after_s, u)
             else:
                 predicted = score(request, view, zone)
             if predicted < fallback_s - 1e-3:
                 fallback, fallback_s = zone, predicted
-            if estimated_utilization(view, zone) >= self.headroom_utilization:
+            if u >= headroom_utilization:
                 continue
             if predicted < best_s - 1e-3:
                 best, best_s = zone, predicted
