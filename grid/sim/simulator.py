@@ -53,6 +53,7 @@ INF: Final = math.inf
 # Final: compiled (`make native`), each is a C static instead of a module-dict look-up per call.
 heappush: Final = heapq.heappush
 heappop: Final = heapq.heappop
+heapreplace: Final = heapq.heapreplace
 
 Arrivals = Callable[[np.random.Generator], Iterable[ArrivalChunk]]
 
@@ -222,6 +223,18 @@ class _Run(Hedging):
             self.pushed += 1
             heappush(self.heap, (t, self.pushed, _ZONE, zi))
 
+    def reschedule_from_top(self, zi: int) -> None:
+        """The event at the heap's top is handled (it is still the least: whatever it pushed comes later,
+        events follow their causes): zone `zi`'s next wake-up takes its place when it is due sooner than
+        the one queued, in one sift instead of a pop and a push; else the top just goes."""
+        t = self.zones[zi].next_event_time()
+        if t < self.zone_next[zi]:
+            self.zone_next[zi] = t
+            self.pushed += 1
+            heapreplace(self.heap, (t, self.pushed, _ZONE, zi))
+        else:
+            heappop(self.heap)
+
     def refresh(self, zi: int, now: float) -> None:
         """The router's view of zone `zi` from its state now (a load report; its cache summary is a
         copy that ages with it, or with fresh reports the caches themselves)."""
@@ -386,10 +399,11 @@ class _Run(Hedging):
             while i < n_chunk:
                 t_arrival = times[i]
                 if heap and heap[0][0] < t_arrival:
-                    t, _, kind, payload = heappop(heap)
+                    t, _, kind, payload = heap[0]  # zone events and admissions replace it by a wake-up
                     if kind == _ZONE:
                         zi: int = payload
                         if t != zone_next[zi]:
+                            heappop(heap)
                             continue  # superseded wake-up
                         zone_next[zi] = INF
                         for event_kind, request in zones[zi].advance(t):
@@ -405,21 +419,21 @@ class _Run(Hedging):
                                 self.push(t + 0.5 * request.rtt_s, _END, request)
                             elif event_kind == FAILED:  # its replica was preempted under it
                                 self.fail_attempt(request, t)
-                        self.reschedule(zi)
+                        self.reschedule_from_top(zi)
                         if fresh:
                             self.refresh(zi, t)
-                    elif kind == _END:
-                        self.end(payload, t)
-                    elif kind == _DELIVER:
+                        continue
+                    if kind == _DELIVER:
                         request = payload
-                        if request.cancelled:
-                            continue  # a hedge loser cancelled on its way
                         zi = request.zone
                         zone = zones[zi]
-                        if zone.admit(request, t):
-                            self.reschedule(zi)
+                        if not request.cancelled and zone.admit(request, t):  # cancelled: a hedge loser on its way
+                            self.reschedule_from_top(zi)
                             if fresh:
                                 self.refresh(zi, t)
+                            continue
+                        heappop(heap)
+                        if request.cancelled:
                             continue
                         other = request.twin  # not `twin`: that name holds a Request (never None) above
                         if other is not None:  # refused, but its twin lives on
@@ -429,6 +443,10 @@ class _Run(Hedging):
                         # The refusal travels back, then the router tries elsewhere (or gives up).
                         request.status = REJECTED if zone.up else ERROR
                         self.retry_at(request, t + 0.5 * request.rtt_s, BUSY if zone.up else DOWN)
+                        continue
+                    heappop(heap)
+                    if kind == _END:
+                        self.end(payload, t)
                     elif kind == _RETRY:
                         self.on_retry(payload, t)
                     elif kind == _REPORT:
