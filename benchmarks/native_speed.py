@@ -10,6 +10,12 @@ against it compares both on `baseline_scenario` (unchunked prefill), as `benchma
 
     make native && .venv/bin/python benchmarks/native_speed.py                 # latency_aware and p2c, 3 rounds
     .venv/bin/python benchmarks/native_speed.py --policies p2c --rounds 5 --seconds 60
+
+A change to the compiled core, A/B: keep the build before it beside the new one (`build/<name>`: its
+`regions` link is relative), then measure both in the same rounds:
+
+    cp -r build/native build/native_before && <change> && make native
+    .venv/bin/python benchmarks/native_speed.py --also build/native_before --policies latency_aware
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ def main() -> int:
     parser.add_argument("--policies", default="latency_aware,p2c")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=120.0, help="simulated seconds per run")
+    parser.add_argument("--also", action="append", default=[], help="another compiled tree to measure (unchunked)")
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "POLICY", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -79,13 +86,14 @@ def main() -> int:
         "compiled": ("ours", TREE),
         "compiled, unchunked": ("ours_baseline", TREE),
         "SimPy (interpreted)": ("simpy", ROOT),
+        **{f"{Path(tree).name}, unchunked": ("ours_baseline", Path(tree).resolve()) for tree in args.also},
     }
     for policy in args.policies.split(","):
         best: dict[str, dict] = {}
         for _ in range(args.rounds):
             for name, (kind, build) in runs.items():
                 m = measure(kind, build, policy, args.seconds)
-                assert m["compiled"] == (build == TREE), f"{name}: the wrong build was imported"
+                assert m["compiled"] == (build != ROOT), f"{name}: the wrong build was imported"
                 if name not in best or m["warm"] > best[name]["warm"]:
                     best[name] = m
         print(f"\n{policy}, default world, {args.seconds:g} simulated s, best of {args.rounds} (req/CPU-s)")
@@ -98,6 +106,9 @@ def main() -> int:
             f"warm {compiled['warm'] / interpreted['warm']:.2f}× · compiled / SimPy (same unchunked model): "
             f"warm {best['compiled, unchunked']['warm'] / simpy['warm']:.2f}×"
         )
+        for tree in args.also:
+            ratio = best["compiled, unchunked"]["warm"] / best[f"{Path(tree).name}, unchunked"]["warm"]
+            print(f"  compiled / {Path(tree).name} (unchunked): warm {ratio:.3f}×")
     load = os.getloadavg()[0]
     print(f"\nload average {load:.1f} at the end (nproc {os.cpu_count()})")
     return 0
