@@ -108,7 +108,8 @@ class Zone(Fleet):
         # or went (a scan finds the next): a few engines per zone, so no heap and no stale entries.
         self._due: Engine | None = None
         self._due_known = True
-        self._arriving: deque[tuple[float, Request]] = deque()  # in the API server (frontend_s)
+        # In the API server: each leaves at its admit_s + frontend_s (admissions come in time order)
+        self._arriving: deque[Request] = deque()
         self._waiting: deque[Request] = deque()
         self._events: list[Event] = []
         # Counters that load reports read without a scan.
@@ -154,7 +155,7 @@ class Zone(Fleet):
         if request.prefix_hashes is not None:
             request.cached_tokens = 0  # a retried request found nothing here yet
         if self._frontend_s > 0.0:
-            self._arriving.append((now + self._frontend_s, request))
+            self._arriving.append(request)
         else:
             self._waiting.append(request)
             self._fill(now)
@@ -193,8 +194,10 @@ class Zone(Fleet):
         """When something next happens inside the zone (inf when idle)."""
         engine = self._due if self._due_known else self._find_due()
         t = engine.due if engine is not None else INF
-        if self._arriving and self._arriving[0][0] < t:
-            t = self._arriving[0][0]
+        if self._arriving:
+            t_arrive = self._arriving[0].admit_s + self._frontend_s
+            if t_arrive < t:
+                t = t_arrive
         if self._timers and self._timers[0][0] < t:
             return self._timers[0][0]
         return t
@@ -208,7 +211,7 @@ class Zone(Fleet):
         while True:
             engine = self._due if self._due_known else self._find_due()
             t_engine = engine.due if engine is not None else INF
-            t_arrive = arriving[0][0] if arriving else INF
+            t_arrive = arriving[0].admit_s + self._frontend_s if arriving else INF
             if timers and timers[0][0] <= now and timers[0][0] <= t_engine and timers[0][0] <= t_arrive:
                 t_timer, _, kind, payload = heappop(timers)  # replicas ready, a preemption's notice over
                 self._account(t_timer)
@@ -218,7 +221,7 @@ class Zone(Fleet):
                 if t_arrive > now:
                     break
                 self._account(t_arrive)
-                request = arriving.popleft()[1]
+                request = arriving.popleft()
                 if not request.cancelled:
                     self._waiting.append(request)
                     self._fill(t_arrive)
@@ -255,7 +258,7 @@ class Zone(Fleet):
         """The zone goes down: every admitted request fails; new ones are refused until `restore`.
         The engines restart empty: their prefix caches are lost."""
         self._account(now)
-        failed: list[Request] = [r for _, r in self._arriving] + list(self._waiting)
+        failed: list[Request] = list(self._arriving) + list(self._waiting)
         for engine in self._engines:
             if engine.released:
                 continue
