@@ -26,7 +26,6 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # after PYTHONPATH
 
 import grid.sim.simulator as simulator  # noqa: E402
 from grid.scenario import Scenario, load_scenario  # noqa: E402
-from grid.sim.simulator import Simulation  # noqa: E402
 
 MODES = {"all": {"routing.candidate_zones": 0}, "shortlist": {}}
 
@@ -44,7 +43,7 @@ def repeated_world(copies: int, overrides: dict) -> Scenario:
 
 def cost_us_per_request(scenario: Scenario, policy: str, duration_s: float) -> tuple[float, int]:
     cpu = time.process_time()
-    report = Simulation(scenario, policy, 0, duration_s, 1.0).run()
+    report = simulator.Simulation(scenario, policy, 0, duration_s, 1.0).run()
     return (time.process_time() - cpu) / report.grid.arrivals * 1e6, report.grid.arrivals
 
 

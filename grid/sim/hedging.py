@@ -29,7 +29,7 @@ class Hedging:
     def push(self, t: float, kind: int, payload: object) -> None:
         raise NotImplementedError  # _Run's
 
-    def reschedule(self, zi: int) -> None:
+    def reschedule(self, zi: int, top_done: bool = False) -> None:
         raise NotImplementedError  # _Run's
 
     def on_hedge(self, original: Request, t: float) -> None:

@@ -215,24 +215,19 @@ class _Run(Hedging):
         self.pushed += 1
         heappush(self.heap, (t, self.pushed, kind, payload))
 
-    def reschedule(self, zi: int) -> None:
-        """Zone `zi`'s next wake-up into the heap, when it is sooner than the one there."""
+    def reschedule(self, zi: int, top_done: bool = False) -> None:
+        """Zone `zi`'s next wake-up into the heap, when it is sooner than the one there. `top_done`: the
+        event at the heap's top is handled (still the least: what it pushed comes later, events follow
+        their causes), and goes; the wake-up takes its place in one sift instead of a pop and a push."""
         t = self.zones[zi].next_event_time()
         if t < self.zone_next[zi]:
             self.zone_next[zi] = t
             self.pushed += 1
-            heappush(self.heap, (t, self.pushed, _ZONE, zi))
-
-    def reschedule_from_top(self, zi: int) -> None:
-        """The event at the heap's top is handled (it is still the least: whatever it pushed comes later,
-        events follow their causes): zone `zi`'s next wake-up takes its place when it is due sooner than
-        the one queued, in one sift instead of a pop and a push; else the top just goes."""
-        t = self.zones[zi].next_event_time()
-        if t < self.zone_next[zi]:
-            self.zone_next[zi] = t
-            self.pushed += 1
-            heapreplace(self.heap, (t, self.pushed, _ZONE, zi))
-        else:
+            if top_done:
+                heapreplace(self.heap, (t, self.pushed, _ZONE, zi))
+            else:
+                heappush(self.heap, (t, self.pushed, _ZONE, zi))
+        elif top_done:
             heappop(self.heap)
 
     def refresh(self, zi: int, now: float) -> None:
@@ -419,7 +414,7 @@ class _Run(Hedging):
                                 self.push(t + 0.5 * request.rtt_s, _END, request)
                             elif event_kind == FAILED:  # its replica was preempted under it
                                 self.fail_attempt(request, t)
-                        self.reschedule_from_top(zi)
+                        self.reschedule(zi, top_done=True)
                         if fresh:
                             self.refresh(zi, t)
                         continue
@@ -428,7 +423,7 @@ class _Run(Hedging):
                         zi = request.zone
                         zone = zones[zi]
                         if not request.cancelled and zone.admit(request, t):  # cancelled: a hedge loser on its way
-                            self.reschedule_from_top(zi)
+                            self.reschedule(zi, top_done=True)
                             if fresh:
                                 self.refresh(zi, t)
                             continue
