@@ -256,7 +256,14 @@ class LatencyAware(Policy):
         stale_after_s, headroom_utilization = self.stale_after_s, self.headroom_utilization
         best, best_s = -1, float("inf")
         fallback, fallback_s = candidates[0], float("inf")
+        # A prediction is at least the zone's RTT plus the grid's lowest no-load floor for this prompt (the
+        # queue and staleness terms are ≥ 0). Candidates come nearest first, so once that bound cannot beat
+        # the best (or the fallback) by 1 ms, no later zone can: they are skipped, and the choice is the same.
+        rtt_s = view.rtt_s[request.population]
+        floor_s = view.floor_base_s + request.prompt_tokens * view.floor_per_token_s
         for zone in candidates:  # nearest first: a tie keeps the nearer
+            if score is None and rtt_s[zone] + floor_s >= (best_s if best_s > fallback_s else fallback_s) - 1e-3:
+                break
             u = estimated_utilization(view, zone)
             if score is None:
                 predicted = predicted_ttft_s(request, view, zone, stale_after_s, u)

@@ -145,12 +145,20 @@ class GridView:
     spill_refresh_s: float = 1.0
     spill_due_s: float = math.inf  # when the spill picks are next refreshed (inf: no shortlist cuts anything)
     reachable: list[list[int]] = field(default_factory=list)  # [population]: up and reachable, nearest first
+    # The lowest no-load floor over the zones (`first_token_floor_s`, `prefill_s_per_token`: their GPU
+    # profiles', fixed), taken by `refresh_candidates`: a prompt's TTFT anywhere is at least the zone's RTT
+    # plus base + prompt tokens × per-token (0 and 0 until then: still a lower bound).
+    floor_base_s: float = 0.0
+    floor_per_token_s: float = 0.0
 
     def report_age_s(self, zone: int) -> float:
         return self.now_s - self.zones[zone].report_s
 
     def refresh_candidates(self) -> None:
         """Recompute each population's reachable, up zones (after a health, fleet or network change)."""
+        if self.zones:
+            self.floor_base_s = min(z.first_token_floor_s for z in self.zones)
+            self.floor_per_token_s = min(z.prefill_s_per_token for z in self.zones)
         self.reachable = [
             sorted(
                 (z.index for z in self.zones if z.up and z.replicas > 0 and math.isfinite(row[z.index])),

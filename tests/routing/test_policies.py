@@ -183,3 +183,37 @@ def test_a_slowed_zone_reports_more_utilization_for_the_same_work():
         normal.admit(Request(i, 0, 500, 100, 0.0), 0.0)
         slow.admit(Request(i, 0, 500, 100, 0.0), 0.0)
     assert slow.utilization(0.0) == pytest.approx(4 * normal.utilization(0.0))
+
+
+def test_latency_aware_skips_only_zones_that_cannot_win():
+    """Candidates come nearest first and a prediction is at least RTT + the grid's lowest no-load floor, so
+    `choose` stops at the first zone whose bound cannot beat the best by 1 ms. The same decisions as
+    without the bound (a floor of −inf never stops) on random views: mixed GPUs, loads, staleness, RTTs,
+    half of them lightly loaded with RTTs close together, where a farther zone often wins by a little
+    (a bound 0.5 ms too high changes decisions here)."""
+    rng = random.Random(5)
+    out_of_reach = 0
+    for trial in range(3000):
+        light = trial % 2 == 0
+        n = rng.randint(2, 12)
+        gpus = [(rng.choice((2e-5, 5e-5, 1e-4)), rng.choice((0.02, 0.05, 0.08))) for _ in range(n)]
+        zones = [
+            ZoneView(i, f"z-{i}", "r", rng.randint(1, 8), rng.uniform(5, 80), *gpus[i], 2.0, 300.0) for i in range(n)
+        ]
+        for z in zones:
+            z.utilization = rng.uniform(0, 0.3) if light else rng.choice((0.1, 0.5, 0.7, 0.9, 1.2))
+            z.waiting, z.sent_since_report = (0, 0) if light else (rng.randint(0, 30), rng.randint(0, 5))
+            z.report_s = rng.uniform(0, 9)
+        rtt_ms = [
+            rng.uniform(0, 40) if light else rng.choice((1, 5, 10, 30, 80, 150, 250)) + rng.random() for _ in zones
+        ]
+        v = view(zones, rtt_ms, now_s=10.0)
+        request = req(prompt=rng.choice((50, 500, 3000)))
+        policy = make_policy("latency_aware", trial)
+        chosen = policy.choose(request, v.candidates[0], v)
+        floor_s = v.floor_base_s + request.prompt_tokens * v.floor_per_token_s
+        best_s = min(policies.predicted_ttft_s(request, v, z, 5.0) for z in v.candidates[0])
+        out_of_reach += v.rtt_s[0][v.candidates[0][-1]] + floor_s >= best_s  # the farthest zone's bound
+        v.floor_base_s = -math.inf
+        assert chosen == policy.choose(request, v.candidates[0], v), trial
+    assert out_of_reach > 800, out_of_reach  # views where the bound can cut are among them
