@@ -22,6 +22,8 @@ from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
 from grid.routing.view import HEADROOM_UTILIZATION, GridView
 from grid.serving.request import LENGTH, STOP, Request
 
+INF: Final = math.inf  # compiled, `float("inf")` parses the string at every use
+
 
 class Nearest(Policy):
     """Lowest RTT from the request's population (anycast / GeoDNS); zones of one region share an
@@ -167,7 +169,7 @@ def predicted_ttft_s(
     """
     z = view.zones[zone]
     if z.capacity_rps <= 0:
-        return float("inf")
+        return INF
     u = min(estimated_utilization(view, zone) if utilization is None else utilization, 0.95)
     wait_s = (z.waiting + z.sent_since_report) / z.capacity_rps + z.replicas / z.capacity_rps * u / (1.0 - u)
     age_s = view.now_s - z.report_s
@@ -254,8 +256,8 @@ class LatencyAware(Policy):
     def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         score = self.score_s if request.prefix_hashes else None
         stale_after_s, headroom_utilization = self.stale_after_s, self.headroom_utilization
-        best, best_s = -1, float("inf")
-        fallback, fallback_s = candidates[0], float("inf")
+        best, best_s = -1, INF
+        fallback, fallback_s = candidates[0], INF
         # A prediction is at least the zone's RTT plus the grid's lowest no-load floor for this prompt (the
         # queue and staleness terms are ≥ 0). Candidates come nearest first, so once that bound cannot beat
         # the best (or the fallback) by 1 ms, no later zone can: they are skipped, and the choice is the same.
@@ -410,7 +412,7 @@ class _CheapestMeetingSlo(LatencyAware):
 
     def choose(self, request: Request, candidates: list[int], view: GridView) -> int:
         target_s = _ttft_target_s(view, self.slo_fraction)
-        best, best_key = -1, (float("inf"), float("inf"))
+        best, best_key = -1, (INF, INF)
         for zone in candidates:
             if estimated_utilization(view, zone) >= self.headroom_utilization:
                 continue
