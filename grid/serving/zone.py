@@ -73,6 +73,7 @@ class Zone(Fleet):
         "_due",
         "_due_known",
         "_arriving",
+        "_arrive_t",
         "_waiting",
         "_events",
         "queued",
@@ -110,6 +111,7 @@ class Zone(Fleet):
         self._due_known = True
         # In the API server: each leaves at its admit_s + frontend_s (admissions come in time order)
         self._arriving: deque[Request] = deque()
+        self._arrive_t = INF  # when the head of `_arriving` leaves the API server (a field, not a deque peek)
         self._waiting: deque[Request] = deque()
         self._events: list[Event] = []
         # Counters that load reports read without a scan.
@@ -155,6 +157,8 @@ class Zone(Fleet):
         if request.prefix_hashes is not None:
             request.cached_tokens = 0  # a retried request found nothing here yet
         if self._frontend_s > 0.0:
+            if not self._arriving:
+                self._arrive_t = now + self._frontend_s
             self._arriving.append(request)
         else:
             self._waiting.append(request)
@@ -194,10 +198,8 @@ class Zone(Fleet):
         """When something next happens inside the zone (inf when idle)."""
         engine = self._due if self._due_known else self._find_due()
         t = engine.due if engine is not None else INF
-        if self._arriving:
-            t_arrive = self._arriving[0].admit_s + self._frontend_s
-            if t_arrive < t:
-                t = t_arrive
+        if self._arrive_t < t:
+            t = self._arrive_t
         if self._timers and self._timers[0][0] < t:
             return self._timers[0][0]
         return t
@@ -211,7 +213,7 @@ class Zone(Fleet):
         while True:
             engine = self._due if self._due_known else self._find_due()
             t_engine = engine.due if engine is not None else INF
-            t_arrive = arriving[0].admit_s + self._frontend_s if arriving else INF
+            t_arrive = self._arrive_t
             if timers and timers[0][0] <= now and timers[0][0] <= t_engine and timers[0][0] <= t_arrive:
                 t_timer, _, kind, payload = heappop(timers)  # replicas ready, a preemption's notice over
                 self._account(t_timer)
@@ -222,6 +224,7 @@ class Zone(Fleet):
                     break
                 self._account(t_arrive)
                 request = arriving.popleft()
+                self._arrive_t = arriving[0].admit_s + self._frontend_s if arriving else INF
                 if not request.cancelled:
                     self._waiting.append(request)
                     self._fill(t_arrive)
@@ -285,6 +288,7 @@ class Zone(Fleet):
         heapify(self._timers)
         self._due, self._due_known = None, True  # the new engines are idle
         self._arriving.clear()
+        self._arrive_t = INF
         self._waiting.clear()
         self.in_system = self.queued = self.kv_used = 0
         self.up = False
