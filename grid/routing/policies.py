@@ -19,7 +19,7 @@ from grid.routing.explain import Explanation, Row
 from grid.routing.policy import Policy
 from grid.routing.prefix_index import PrefixIndex
 from grid.routing.tariff import local_hour, price_usd_per_gpu_hour
-from grid.routing.view import HEADROOM_UTILIZATION, GridView
+from grid.routing.view import HEADROOM_UTILIZATION, GridView, ZoneView
 from grid.serving.request import LENGTH, STOP, Request
 
 INF: Final = math.inf  # compiled, `float("inf")` parses the string at every use
@@ -149,8 +149,12 @@ def estimated_utilization(view: GridView, zone: int) -> float:
     age (as the zone's own signal decays) plus the requests this router sent since (each adds one
     request's share of the zone's capacity). Without the correction, every decision between two
     reports sees the same stale number and herds onto the zone that looked idle."""
-    z = view.zones[zone]
-    age_s = view.now_s - z.report_s
+    return zone_utilization(view.zones[zone], view.now_s)
+
+
+def zone_utilization(z: ZoneView, now_s: float) -> float:
+    """`estimated_utilization` of zone view `z` at `now_s` (for a caller that holds the zone's view)."""
+    age_s = now_s - z.report_s
     reported = z.utilization * math.exp(-age_s / UTILIZATION_MEMORY_S) if age_s > 0 else z.utilization
     return reported + z.sent_since_report / (z.capacity_rps * UTILIZATION_MEMORY_S)
 
@@ -170,12 +174,21 @@ def predicted_ttft_s(
     z = view.zones[zone]
     if z.capacity_rps <= 0:
         return INF
-    u = min(estimated_utilization(view, zone) if utilization is None else utilization, 0.95)
+    u = zone_utilization(z, view.now_s) if utilization is None else utilization
+    return zone_ttft_s(z, view.rtt_s[request.population][zone], request.prompt_tokens, view.now_s, stale_after_s, u)
+
+
+def zone_ttft_s(z: ZoneView, rtt_s: float, prompt_tokens: int, now_s: float, stale_after_s: float, u: float) -> float:
+    """`predicted_ttft_s` at zone view `z`, `rtt_s` away, at estimated utilization `u` (for a caller that
+    holds the zone's view, its RTT and `zone_utilization`: the formula is here, once)."""
+    if z.capacity_rps <= 0:
+        return INF
+    u = min(u, 0.95)
     wait_s = (z.waiting + z.sent_since_report) / z.capacity_rps + z.replicas / z.capacity_rps * u / (1.0 - u)
-    age_s = view.now_s - z.report_s
+    age_s = now_s - z.report_s
     stale_s = age_s - stale_after_s if age_s > stale_after_s else 0.0
-    floor_s = z.first_token_floor_s + request.prompt_tokens * z.prefill_s_per_token
-    return view.rtt_s[request.population][zone] + floor_s + wait_s + stale_s
+    floor_s = z.first_token_floor_s + prompt_tokens * z.prefill_s_per_token
+    return rtt_s + floor_s + wait_s + stale_s
 
 
 def peek(rng, draw):
@@ -261,14 +274,16 @@ class LatencyAware(Policy):
         # A prediction is at least the zone's RTT plus the grid's lowest no-load floor for this prompt (the
         # queue and staleness terms are ≥ 0). Candidates come nearest first, so once that bound cannot beat
         # the best (or the fallback) by 1 ms, no later zone can: they are skipped, and the choice is the same.
+        zones, now_s, prompt_tokens = view.zones, view.now_s, request.prompt_tokens
         rtt_s = view.rtt_s[request.population]
-        floor_s = view.floor_base_s + request.prompt_tokens * view.floor_per_token_s
+        floor_s = view.floor_base_s + prompt_tokens * view.floor_per_token_s
         for zone in candidates:  # nearest first: a tie keeps the nearer
             if score is None and rtt_s[zone] + floor_s >= (best_s if best_s > fallback_s else fallback_s) - 1e-3:
                 break
-            u = estimated_utilization(view, zone)
+            z = zones[zone]
+            u = zone_utilization(z, now_s)
             if score is None:
-                predicted = predicted_ttft_s(request, view, zone, stale_after_s, u)
+                predicted = zone_ttft_s(z, rtt_s[zone], prompt_tokens, now_s, stale_after_s, u)
             else:
                 predicted = score(request, view, zone)
             if predicted < fallback_s - 1e-3:
