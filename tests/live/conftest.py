@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -93,6 +96,24 @@ def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.05):
             return value
         time.sleep(poll_s)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+TIMING_RUNS = 2  # a live run that misses a timing target is measured once more before the test fails
+
+
+def meets_timing_targets(run_once: Callable[[], list[str]], runs: int = TIMING_RUNS) -> None:
+    """Wall-clock figures on 2 shared cores: `run_once()` asserts what must hold in every run (rules:
+    arrivals, nothing lost) and returns the timing targets it missed, each with its figures. A run that
+    misses is measured again; the test fails only if every run misses (a rule that differs between the
+    clocks misses in all of them), and an earlier miss is reported as a warning with the load average."""
+    for run in range(1, runs + 1):
+        misses = run_once()
+        if not misses:
+            return
+        where = f"run {run} of {runs}, load average {os.getloadavg()[0]:.1f}"
+        if run == runs:
+            raise AssertionError("\n".join([f"every run missed; the last ({where}):", *misses]))
+        warnings.warn(f"a timing target missed ({where}), measuring again: " + "\n".join(misses), stacklevel=2)
 
 
 @pytest.fixture(scope="session")
