@@ -180,9 +180,8 @@ def predicted_ttft_s(
 
 def zone_ttft_s(z: ZoneView, rtt_s: float, prompt_tokens: int, now_s: float, stale_after_s: float, u: float) -> float:
     """`predicted_ttft_s` at zone view `z`, `rtt_s` away, at estimated utilization `u` (for a caller that
-    holds the zone's view, its RTT and `zone_utilization`: the formula is here, once)."""
-    if z.capacity_rps <= 0:
-        return INF
+    holds the zone's view, its RTT and `zone_utilization`: the formula is here, once). `z` has capacity:
+    `zone_utilization` divides by it, and `predicted_ttft_s` answers inf for a zone without."""
     u = min(u, 0.95)
     wait_s = (z.waiting + z.sent_since_report) / z.capacity_rps + z.replicas / z.capacity_rps * u / (1.0 - u)
     age_s = now_s - z.report_s
